@@ -1,0 +1,58 @@
+"""The data-ingest service: `create_app` is the only way an app is built."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from flask import Flask
+
+from . import cli, cursor, db, errors
+from .api import data, docs, health
+from .config import Settings
+from .jsonprovider import OrjsonProvider
+
+log = logging.getLogger(__name__)
+
+
+def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from the environment; `overrides` replaces variables (tests)."""
+    import os
+
+    settings = Settings.from_env({**os.environ, **(overrides or {})})
+    app = Flask(__name__, static_url_path="/docs/static")
+    app.json = OrjsonProvider(app)
+    configure(app, settings)
+    db.init_app(app, settings)
+    api = register_blueprints(app)
+    errors.register(app, api)
+    cli.init_app(app)
+    return app
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    """Copy the settings into Flask's and flask-smorest's configuration."""
+    app.config.update(
+        SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        PAYLOAD_MAX_BYTES=settings.payload_max_bytes,
+        PAYLOAD_MAX_DEPTH=settings.payload_max_depth,
+        BATCH_MAX_RECORDS=settings.batch_max_records,
+        CURSOR_KEY=cursor.make_key(settings.cursor_secret),
+        API_TITLE="data-ingest",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
+    )
+
+
+def register_blueprints(app: Flask) -> errors.Api:
+    """Create the Api (one per app) and mount every blueprint."""
+    api = errors.Api()
+    api.init_app(app)
+    for module in (data, health):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(docs.blp)
+    return api

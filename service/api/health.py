@@ -1,0 +1,38 @@
+"""Liveness and readiness probes."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+
+from ..db import repository
+
+blp = Blueprint("health", __name__, description="Probes for orchestrators.")
+
+
+class HealthSchema(Schema):
+    """Probe result."""
+
+    status = fields.String(metadata={"example": "ok"})
+
+
+@blp.route("/healthz")
+class Liveness(MethodView):
+    """The process is running."""
+
+    @blp.response(200, HealthSchema)
+    def get(self):
+        """Liveness: touches no dependency"""
+        return {"status": "ok"}
+
+
+@blp.route("/readyz")
+class Readiness(MethodView):
+    """The process can serve requests."""
+
+    @blp.response(200, HealthSchema)
+    @blp.alt_response(503, description="MongoDB did not answer a ping in time.")
+    def get(self):
+        """Readiness: MongoDB answers a ping"""
+        repository().ping()  # failures become a 503 with Retry-After (errors.py)
+        return {"status": "ok"}

@@ -1,0 +1,124 @@
+"""Settings read from the environment, validated once at start-up."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+MEMORY_URI = "memory://"
+
+
+class ConfigError(SystemExit):
+    """An invalid setting.
+
+    A SystemExit so that any entry point (gunicorn, the flask CLI) stops with
+    one clear line naming the variable instead of a traceback.
+    """
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"configuration error: {name} {problem}")
+        self.name = name
+
+
+def _integer(low: int, high: int):
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+        return value
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(name, "must not be empty")
+    return raw.strip()
+
+
+def _write_concern(name: str, raw: str) -> str | int:
+    """`majority`, a tag set name, or a number of members (0 is refused: unacknowledged)."""
+    raw = _text(name, raw)
+    if raw.isdigit():
+        return _integer(1, 50)(name, raw)
+    return raw
+
+
+def _mongodb_uri(name: str, raw: str) -> str:
+    raw = _text(name, raw)
+    if raw != MEMORY_URI and not raw.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError(name, "must start with mongodb://, mongodb+srv:// or be memory://")
+    return raw
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(name, f"must be DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return level
+
+
+def _verbatim(name: str, raw: str) -> str:
+    return raw
+
+
+def _optional_path(name: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def setting(env: str, parse, default=None, doc: str = ""):
+    """Declare a setting: its variable, parser, default (None = required) and meaning."""
+    return field(metadata={"env": env, "parse": parse, "default": default, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service; the README's configuration table mirrors this."""
+
+    mongodb_uri: str = setting("MONGODB_URI", _mongodb_uri, None,
+                               "MongoDB connection string (required); memory:// for an in-process store")
+    database: str = setting("MONGODB_DATABASE", _text, "ingest", "database name")
+    collection: str = setting("MONGODB_COLLECTION", _text, "records", "collection of records")
+    timeout_ms: int = setting("MONGODB_TIMEOUT_MS", _integer(100, 60_000), "2000",
+                              "server selection and connect timeout")
+    socket_timeout_ms: int = setting("MONGODB_SOCKET_TIMEOUT_MS", _integer(100, 120_000), "5000",
+                                     "socket read timeout of one database operation")
+    max_pool_size: int = setting("MONGODB_MAX_POOL_SIZE", _integer(1, 500), "20",
+                                 "connections per worker process")
+    write_concern: str | int = setting("MONGODB_WRITE_CONCERN", _write_concern, "majority",
+                                       "write concern w (journaled)")
+    max_content_length: int = setting("MAX_CONTENT_LENGTH", _integer(1024, 64 * 2**20), str(2**20),
+                                      "largest request body in bytes (413 above)")
+    payload_max_bytes: int = setting("PAYLOAD_MAX_BYTES", _integer(16, 15 * 2**20), str(64 * 2**10),
+                                     "largest payload, as compact UTF-8 JSON")
+    payload_max_depth: int = setting("PAYLOAD_MAX_DEPTH", _integer(1, 90), "32",
+                                     "deepest payload nesting (the payload object is depth 1)")
+    batch_max_records: int = setting("BATCH_MAX_RECORDS", _integer(1, 10_000), "1000",
+                                     "most records in one POST /data/batch")
+    idempotency_ttl_seconds: int = setting("IDEMPOTENCY_TTL_SECONDS", _integer(60, 90 * 86400), "86400",
+                                           "how long an Idempotency-Key is remembered")
+    cursor_secret: str = setting("CURSOR_SECRET", _verbatim, "",
+                                 "key that signs page cursors; same value on every pod")
+    api_keys_file: str | None = setting("API_KEYS_FILE", _optional_path, "",
+                                        "file of hashed API keys; unset = no authentication")
+    log_level: str = setting("LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Parse every setting from `environ` (default: the process environment)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            meta = f.metadata
+            raw = environ.get(meta["env"], meta["default"])
+            if raw is None:
+                raise ConfigError(meta["env"], "is required")
+            values[f.name] = meta["parse"](meta["env"], str(raw))
+        return cls(**values)
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the opt-in mongomock store is used."""
+        return self.mongodb_uri == MEMORY_URI

@@ -1,0 +1,85 @@
+"""One place that turns every failure into a JSON error of the same shape."""
+from __future__ import annotations
+
+import logging
+
+import flask_smorest
+from flask import Flask
+from flask_smorest import abort
+from marshmallow import Schema, fields
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WTimeoutError
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+
+from .repository import IdempotencyConflict
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = "1"
+# ConnectionFailure covers AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError.
+UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+
+
+class ErrorSchema(Schema):
+    """The body of every error response."""
+
+    code = fields.Integer(metadata={"description": "HTTP status code"})
+    status = fields.String(metadata={"description": "HTTP status name"})
+    message = fields.String(metadata={"description": "what went wrong"})
+    errors = fields.Dict(
+        keys=fields.String(),
+        metadata={"description": "per location (json, query, headers) and field path"},
+    )
+
+
+class Api(flask_smorest.Api):
+    """flask-smorest's Api with `Allow` on 405 (its handler drops that header)."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error: HTTPException):
+        payload, code, headers = super().handle_http_exception(error)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
+        return payload, code, headers
+
+
+def _unavailable(error: Exception):
+    log.warning("database unavailable: %s: %s", type(error).__name__, error)
+    abort(503, message="The database is unavailable; retry later.",
+          headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def _duplicate(error: DuplicateKeyError):
+    abort(409, message="A record with this id already exists.")
+
+
+def _idempotency_conflict(error: IdempotencyConflict):
+    abort(409, message="This Idempotency-Key was already used with a different body.")
+
+
+def _unexpected(error: Exception):
+    if isinstance(error, HTTPException):  # pragma: no cover - Flask routes these elsewhere
+        raise error
+    log.exception("unhandled exception")
+    raise InternalServerError() from None
+
+
+def register(app: Flask, api: Api) -> None:
+    """Route driver and domain exceptions to JSON errors."""
+    for errors, handler in (
+        (UNAVAILABLE, _unavailable),
+        ((DuplicateKeyError,), _duplicate),
+        ((IdempotencyConflict,), _idempotency_conflict),
+        ((Exception,), _unexpected),
+    ):
+        for error in errors:
+            app.register_error_handler(error, _via(api, handler))
+
+
+def _via(api: Api, handler):
+    """Run `handler`, which aborts, and render the resulting HTTPException."""
+    def render(error):
+        try:
+            handler(error)
+        except HTTPException as http_error:
+            return api.handle_http_exception(http_error)
+    return render

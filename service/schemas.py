@@ -1,0 +1,211 @@
+"""Marshmallow schemas: what the API accepts and what it returns.
+
+Every schema is its own named class so that the OpenAPI document names them.
+"""
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+
+import orjson
+from flask import current_app
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# RFC 3339 section 5.6 date-time: full date, time, fraction, and a mandatory offset.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+class RFC3339DateTime(fields.DateTime):
+    """An RFC 3339 date-time with an offset in, UTC with `Z` and milliseconds out."""
+
+    default_error_messages = {
+        "invalid": "Not an RFC 3339 date-time with offset (e.g. 2024-05-01T12:00:00Z).",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+            raise self.make_error("invalid")
+        try:
+            parsed = datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise self.make_error("invalid") from None
+        # MongoDB stores milliseconds: truncate here so the answer equals what is stored.
+        parsed = parsed.astimezone(timezone.utc)
+        return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if value.tzinfo is None:  # drivers hand back naive UTC unless told otherwise
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _path_error(path: list, message: str) -> ValidationError:
+    """A ValidationError nested along `path`, its message naming the dotted path."""
+    error: dict | list = [f"{'.'.join(map(str, ['payload', *path]))}: {message}"]
+    for key in reversed(path):
+        error = {key: error}
+    return ValidationError(error)
+
+
+def _check_value(value, path: list, depth: int, max_depth: int) -> None:
+    """Refuse what BSON cannot store faithfully, walking containers depth-first."""
+    if isinstance(value, dict):
+        if depth > max_depth:
+            raise _path_error(path, f"nesting deeper than {max_depth} levels")
+        for key, item in value.items():
+            if key.startswith("$"):
+                raise _path_error([*path, key], "keys must not start with '$'")
+            if "\x00" in key:
+                raise _path_error([*path, key], "keys must not contain a NUL character")
+            _check_value(item, [*path, key], depth + 1, max_depth)
+    elif isinstance(value, list):
+        if depth > max_depth:
+            raise _path_error(path, f"nesting deeper than {max_depth} levels")
+        for index, item in enumerate(value):
+            _check_value(item, [*path, index], depth + 1, max_depth)
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise _path_error(path, "integers must fit in a signed 64-bit integer")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise _path_error(path, "numbers must be finite")
+
+
+def check_payload(payload: dict) -> None:
+    """Check a payload against the configured depth and size limits and BSON's rules.
+
+    Errors nest along the offending path (errors.json.payload.a.b) and their message
+    names it, so a client can find the field either way.
+    """
+    config = current_app.config
+    _check_value(payload, [], 1, config["PAYLOAD_MAX_DEPTH"])
+    size = len(orjson.dumps(payload))
+    if size > config["PAYLOAD_MAX_BYTES"]:
+        raise ValidationError(
+            [f"payload: {size} bytes as compact JSON, more than {config['PAYLOAD_MAX_BYTES']}"]
+        )
+
+
+def validate_batch_size(records: list) -> None:
+    """Check a batch against the configured record count."""
+    most = current_app.config["BATCH_MAX_RECORDS"]
+    if not 1 <= len(records) <= most:
+        raise ValidationError(f"Between 1 and {most} records.")
+
+
+def single_line(value: str) -> None:
+    """Refuse a trailing newline, which a `$` anchor would let through."""
+    if "\n" in value:
+        raise ValidationError("Must be a single line.")
+
+
+def source_field(**kwargs) -> fields.String:
+    """The producer of a record: the first key of the index and the shard key."""
+    return fields.String(
+        validate=[validate.Length(1, 128), validate.Regexp(SOURCE_PATTERN), single_line],
+        metadata={"description": "producer of the record", "example": "billing-service"},
+        **kwargs,
+    )
+
+
+class RecordInSchema(Schema):
+    """A record as sent by a producer."""
+
+    class Meta:
+        unknown = RAISE
+
+    source = source_field(required=True)
+    payload = fields.Dict(
+        keys=fields.String(), required=True,
+        metadata={"description": "any JSON object within the size and depth limits",
+                  "example": {"amount": 42, "currency": "EUR"}},
+    )
+    timestamp = RFC3339DateTime(
+        load_default=None,
+        metadata={"description": "event time; defaults to the time of receipt"},
+    )
+    tags = fields.List(
+        fields.String(validate=validate.Length(1, 64)),
+        load_default=list, validate=validate.Length(max=32),
+        metadata={"example": ["invoice"]},
+    )
+
+    @validates_schema
+    def _payload_storable(self, data, **kwargs):
+        try:
+            check_payload(data["payload"])
+        except ValidationError as error:
+            raise ValidationError(error.messages, "payload") from None
+
+
+class RecordSchema(Schema):
+    """A stored record."""
+
+    id = fields.String(attribute="_id", metadata={"example": "665f1c2ab1e4c3a9d0f1e2d3"})
+    source = fields.String()
+    payload = fields.Dict(keys=fields.String())
+    tags = fields.List(fields.String())
+    timestamp = RFC3339DateTime()
+    created_at = RFC3339DateTime(metadata={"description": "time the id was made (1 s resolution)"})
+
+
+class RecordPageSchema(Schema):
+    """One page of records, newest first."""
+
+    items = fields.List(fields.Nested(RecordSchema))
+    next_cursor = fields.String(
+        allow_none=True,
+        metadata={"description": "pass as `cursor` for the next page; null on the last page"},
+    )
+
+
+class RecordQuerySchema(Schema):
+    """Filters and position of a page."""
+
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    cursor = fields.String(metadata={"description": "next_cursor of the previous page"})
+    source = source_field()
+    since = RFC3339DateTime(metadata={"description": "created_at on or after (inclusive)"})
+    until = RFC3339DateTime(metadata={"description": "created_at on or before (inclusive)"})
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if "since" in data and "until" in data and data["since"] > data["until"]:
+            raise ValidationError("must not be before since", "until")
+
+
+class IdempotencyHeaderSchema(Schema):
+    """The optional key that makes a POST safe to retry."""
+
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=[validate.Regexp(r"^[\x20-\x7e]{1,128}$", error="1 to 128 printable ASCII characters."),
+                  single_line],
+        metadata={"description": "retries with the same key and body return the first record"},
+    )
+
+
+class BatchInSchema(Schema):
+    """Records stored together, all or nothing."""
+
+    class Meta:
+        unknown = RAISE
+
+    records = fields.List(fields.Nested(RecordInSchema), required=True, validate=validate_batch_size)
+
+
+class BatchOutSchema(Schema):
+    """Ids of the records a batch stored, in the order sent."""
+
+    ids = fields.List(fields.String())
