@@ -30,6 +30,8 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 # Heartbeat files in memory: the container's root filesystem is read-only.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# The control socket would be written under $HOME; nothing here uses it.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
