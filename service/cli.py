@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 
 from .db import repository
 from .repository import IndexConflict
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db() -> None:
     """Create the indexes the queries rely on (idempotent; fails on a conflicting index)."""
     try:
@@ -19,6 +21,7 @@ def init_db() -> None:
 
 
 @click.command("shard-collection")
+@with_appcontext
 def shard_collection() -> None:
     """Shard the records on {source: 1, _id: 1} (run once, against mongos)."""
     records = repository().records

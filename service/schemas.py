@@ -41,9 +41,7 @@ class RFC3339DateTime(fields.DateTime):
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
-        if value.tzinfo is None:  # drivers hand back naive UTC unless told otherwise
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(timezone.utc)  # the client is tz_aware: never naive
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -55,28 +53,34 @@ def _path_error(path: list, message: str) -> ValidationError:
     return ValidationError(error)
 
 
+def _check_key(key: str, path: list) -> None:
+    if key.startswith("$"):
+        raise _path_error(path, "keys must not start with '$'")
+    if "\x00" in key:
+        raise _path_error(path, "keys must not contain a NUL character")
+
+
+def _check_scalar(value, path: list) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise _path_error(path, "integers must fit in a signed 64-bit integer")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _path_error(path, "numbers must be finite")
+
+
 def _check_value(value, path: list, depth: int, max_depth: int) -> None:
     """Refuse what BSON cannot store faithfully, walking containers depth-first."""
-    if isinstance(value, dict):
-        if depth > max_depth:
-            raise _path_error(path, f"nesting deeper than {max_depth} levels")
-        for key, item in value.items():
-            if key.startswith("$"):
-                raise _path_error([*path, key], "keys must not start with '$'")
-            if "\x00" in key:
-                raise _path_error([*path, key], "keys must not contain a NUL character")
-            _check_value(item, [*path, key], depth + 1, max_depth)
-    elif isinstance(value, list):
-        if depth > max_depth:
-            raise _path_error(path, f"nesting deeper than {max_depth} levels")
-        for index, item in enumerate(value):
-            _check_value(item, [*path, index], depth + 1, max_depth)
-    elif isinstance(value, bool):
+    if not isinstance(value, (dict, list)):
+        _check_scalar(value, path)
         return
-    elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-        raise _path_error(path, "integers must fit in a signed 64-bit integer")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise _path_error(path, "numbers must be finite")
+    if depth > max_depth:
+        raise _path_error(path, f"nesting deeper than {max_depth} levels")
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(value, dict):
+            _check_key(key, [*path, key])
+        _check_value(item, [*path, key], depth + 1, max_depth)
 
 
 def check_payload(payload: dict) -> None:

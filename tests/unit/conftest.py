@@ -1,0 +1,44 @@
+"""Fixtures: every app comes from the factory, over the in-memory store."""
+from __future__ import annotations
+
+import pytest
+
+from service import create_app
+
+MEMORY = {"MONGODB_URI": "memory://"}
+
+
+@pytest.fixture
+def make_app():
+    """Build an app with extra settings (environment variable names and string values)."""
+    def build(**overrides: str):
+        app = create_app({**MEMORY, **overrides})
+        app.config["TESTING"] = True
+        return app
+    return build
+
+
+@pytest.fixture
+def app(make_app):
+    """An app with the default settings and an empty in-memory store."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    """A test client of `app`."""
+    return app.test_client()
+
+
+@pytest.fixture
+def post(client):
+    """POST a record as JSON and return the response."""
+    def send(record, **kwargs):
+        return client.post("/data", json=record, **kwargs)
+    return send
+
+
+@pytest.fixture
+def record():
+    """A minimal valid record (a fresh dict each time)."""
+    return {"source": "billing", "payload": {"amount": 42}}
