@@ -28,7 +28,7 @@ init-db: venv ## create the collection's indexes (idempotent)
 
 run: venv ## serve the API on 127.0.0.1:8000 (MONGODB_URI defaults to memory://)
 	$(BIN)/flask --app service init-db
-	BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c python:service.gunicorn_conf 'service:create_app()'
+	BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py 'service:create_app()'
 
 lint-python: venv
 	$(BIN)/flake8 service tests bench

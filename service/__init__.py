@@ -1,28 +1,25 @@
 """The data-ingest service: `create_app` is the only way an app is built."""
 from __future__ import annotations
 
-import logging
+import os
 from collections.abc import Mapping
 
 from flask import Flask
 
-from . import cli, cursor, db, errors
+from . import auth, cli, cursor, db, errors, headers, logs, metrics
 from .api import data, docs, health
 from .config import Settings
 from .jsonprovider import OrjsonProvider
-
-log = logging.getLogger(__name__)
+from .version import VERSION
 
 
 def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
     """Build the app from the environment; `overrides` replaces variables (tests)."""
-    import os
-
     settings = Settings.from_env({**os.environ, **(overrides or {})})
     app = Flask(__name__, static_url_path="/docs/static")
     app.json = OrjsonProvider(app)
     configure(app, settings)
-    db.init_app(app, settings)
+    register_extensions(app, settings)
     api = register_blueprints(app)
     errors.register(app, api)
     cli.init_app(app)
@@ -39,7 +36,7 @@ def configure(app: Flask, settings: Settings) -> None:
         BATCH_MAX_RECORDS=settings.batch_max_records,
         CURSOR_KEY=cursor.make_key(settings.cursor_secret),
         API_TITLE="data-ingest",
-        API_VERSION="1.0.0",
+        API_VERSION=VERSION,
         OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
@@ -48,10 +45,20 @@ def configure(app: Flask, settings: Settings) -> None:
     )
 
 
+def register_extensions(app: Flask, settings: Settings) -> None:
+    """Logging and request ids first, so every later hook and log line has the id."""
+    logs.init_app(app, settings.log_level)
+    app_metrics = metrics.init_app(app)
+    headers.init_app(app, settings.cors_origins)
+    auth.init_app(app, settings.api_keys_file)
+    db.init_app(app, settings, listeners=[metrics.CommandMetrics(app_metrics)])
+
+
 def register_blueprints(app: Flask) -> errors.Api:
     """Create the Api (one per app) and mount every blueprint."""
     api = errors.Api()
     api.init_app(app)
+    api.spec.components.security_scheme(auth.SCHEME_NAME, auth.SCHEME)
     for module in (data, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)

@@ -64,6 +64,14 @@ def _verbatim(name: str, raw: str) -> str:
     return raw
 
 
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in raw.split(",") if o.strip())
+    bad = [o for o in origins if o != "*" and not o.startswith(("http://", "https://"))]
+    if bad:
+        raise ConfigError(name, f"must list http(s) origins separated by commas, got {bad[0]!r}")
+    return origins
+
+
 def _optional_path(name: str, raw: str) -> str | None:
     return raw.strip() or None
 
@@ -103,6 +111,8 @@ class Settings:
                                  "key that signs page cursors; same value on every pod")
     api_keys_file: str | None = setting("API_KEYS_FILE", _optional_path, "",
                                         "file of hashed API keys; unset = no authentication")
+    cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", _origins, "",
+                                            "origins allowed to call /data from a browser; empty = CORS off")
     log_level: str = setting("LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR")
 
     @classmethod

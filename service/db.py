@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 EXTENSION = "mongodb"
 
 
-def make_client(settings: Settings):
+def make_client(settings: Settings, listeners=()):
     """A MongoClient with bounded timeouts, or mongomock for memory://.
 
     connect=False defers the first connection to the first operation, so a client
@@ -36,6 +36,7 @@ def make_client(settings: Settings):
         maxPoolSize=settings.max_pool_size,
         retryWrites=True,
         retryReads=True,
+        event_listeners=list(listeners),
     )
 
 
@@ -50,9 +51,9 @@ def make_repository(client, settings: Settings) -> RecordRepository:
     )
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Attach the client and the repository to the app."""
-    client = make_client(settings)
+def init_app(app: Flask, settings: Settings, listeners=()) -> None:
+    """Attach the client (with its command listeners) and the repository to the app."""
+    client = make_client(settings, listeners)
     app.extensions[EXTENSION] = {"client": client, "repository": make_repository(client, settings)}
 
 

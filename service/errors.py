@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 import flask_smorest
-from flask import Flask
+from flask import Flask, g
 from flask_smorest import abort
 from marshmallow import Schema, fields
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WTimeoutError
@@ -28,15 +29,17 @@ class ErrorSchema(Schema):
         keys=fields.String(),
         metadata={"description": "per location (json, query, headers) and field path"},
     )
+    request_id = fields.String(metadata={"description": "the X-Request-ID of the request"})
 
 
 class Api(flask_smorest.Api):
-    """flask-smorest's Api with `Allow` on 405 (its handler drops that header)."""
+    """flask-smorest's Api, adding the request id, and `Allow` on 405 (its handler drops it)."""
 
     ERROR_SCHEMA = ErrorSchema
 
     def handle_http_exception(self, error: HTTPException):
         payload, code, headers = super().handle_http_exception(error)
+        payload["request_id"] = g.get("request_id")
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
         return payload, code, headers
@@ -57,9 +60,9 @@ def _idempotency_conflict(error: IdempotencyConflict):
 
 
 def _unexpected(error: Exception):
-    if isinstance(error, HTTPException):  # pragma: no cover - Flask routes these elsewhere
-        raise error
-    log.exception("unhandled exception")
+    # The type and the stack, not the message: messages can quote stored values.
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    log.error("unhandled exception", extra={"error": type(error).__name__, "stack": stack})
     raise InternalServerError() from None
 
 

@@ -6,6 +6,7 @@ from flask.views import MethodView
 from flask_smorest import abort
 
 from .. import cursor
+from ..auth import SCHEME_NAME, require_key
 from ..db import repository
 from ..repository import PageQuery
 from ..schemas import (
@@ -16,8 +17,17 @@ from .parser import StrictBlueprint
 
 blp = StrictBlueprint("data", __name__, url_prefix="/data", description="Store and read JSON records.")
 
+blp.before_request(require_key)
+
 UNAVAILABLE = {"description": "The database is unavailable; see Retry-After.",
                "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
+
+
+def protected(view):
+    """Document that the view needs an API key when keys are configured."""
+    view = blp.doc(security=[{SCHEME_NAME: []}])(view)
+    view = blp.alt_response(401, description="No API key, or an unknown one.")(view)
+    return blp.alt_response(403, description="The API key lacks the scope.")(view)
 
 
 def _created(document: dict, status: int):
@@ -29,6 +39,7 @@ def _created(document: dict, status: int):
 class Records(MethodView):
     """The collection of records."""
 
+    @protected
     @blp.arguments(RecordInSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, RecordSchema, headers={"Location": {"schema": {"type": "string"}}})
@@ -49,6 +60,7 @@ class Records(MethodView):
         document, created = repository().insert_idempotent(record, idempotency_key)
         return _created(document, 201 if created else 200)
 
+    @protected
     @blp.arguments(RecordQuerySchema, location="query", unknown="raise")
     @blp.response(200, RecordPageSchema)
     @blp.alt_response(503, **UNAVAILABLE)
@@ -77,6 +89,7 @@ class Records(MethodView):
 class RecordItem(MethodView):
     """One record."""
 
+    @protected
     @blp.response(200, RecordSchema)
     @blp.alt_response(404, description="No record has this id.")
     @blp.alt_response(503, **UNAVAILABLE)
@@ -92,6 +105,7 @@ class RecordItem(MethodView):
 class RecordBatch(MethodView):
     """Many records in one request."""
 
+    @protected
     @blp.arguments(BatchInSchema)
     @blp.response(201, BatchOutSchema)
     @blp.alt_response(413, description="The body is larger than MAX_CONTENT_LENGTH.")

@@ -51,9 +51,13 @@ def test_unexpected_exception_is_500_without_internals(client, broken, caplog):
     broken(OperationFailure("secret internals: collection scan refused"))
     response = client.get("/data")
     assert response.status_code == 500
-    assert response.get_json() == {"code": 500, "status": "Internal Server Error"}
+    body = response.get_json()
+    assert {k: body[k] for k in ("code", "status")} == {"code": 500, "status": "Internal Server Error"}
+    assert set(body) == {"code", "status", "request_id"}
     assert "secret internals" not in response.get_data(as_text=True)
-    assert "secret internals" in caplog.text
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled exception"]
+    assert logged[0].error == "OperationFailure" and "data.py" in logged[0].stack
+    assert "secret internals" not in caplog.text
 
 
 def test_unknown_route_is_json_404(client):

@@ -1,31 +1,49 @@
 """gunicorn settings follow the environment; the memory store forces one worker."""
 from __future__ import annotations
 
-import importlib
-import sys
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from service.config import ConfigError
 
-
-def load(monkeypatch, **environ):
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    sys.modules.pop("service.gunicorn_conf", None)
-    return importlib.import_module("service.gunicorn_conf")
+CONF = Path(__file__).parents[2] / "gunicorn.conf.py"
 
 
-def test_production_settings(monkeypatch):
-    conf = load(monkeypatch, MONGODB_URI="mongodb://db", WEB_CONCURRENCY="3", BIND="0.0.0.0:8000")
+@pytest.fixture
+def load(monkeypatch, tmp_path):
+    """Evaluate gunicorn.conf.py under the given environment, as gunicorn does."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+
+    def evaluate(**environ):
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        return SimpleNamespace(**runpy.run_path(str(CONF)))
+    return evaluate
+
+
+def test_production_settings(load):
+    conf = load(MONGODB_URI="mongodb://db", WEB_CONCURRENCY="3", BIND="0.0.0.0:8000")
     assert (conf.workers, conf.threads, conf.worker_class, conf.bind) == (3, 4, "gthread", "0.0.0.0:8000")
     assert conf.graceful_timeout < conf.timeout
 
 
-def test_memory_store_runs_one_worker(monkeypatch):
-    assert load(monkeypatch, MONGODB_URI="memory://", WEB_CONCURRENCY="4").workers == 1
+def test_memory_store_runs_one_worker(load):
+    assert load(MONGODB_URI="memory://", WEB_CONCURRENCY="4").workers == 1
 
 
-def test_bad_settings_stop_the_master(monkeypatch):
+def test_bad_settings_stop_the_master(load):
     with pytest.raises(ConfigError):
-        load(monkeypatch, MONGODB_URI="nonsense")
+        load(MONGODB_URI="nonsense")
+
+
+def test_metrics_directory_is_emptied_at_start(load, tmp_path):
+    conf = load(MONGODB_URI="memory://")
+    stale = tmp_path / "metrics" / "counter_1.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    conf.on_starting(server=None)
+    assert not stale.exists() and stale.parent.is_dir()
+    conf.child_exit(server=None, worker=SimpleNamespace(pid=1))
