@@ -20,15 +20,25 @@ def init_db() -> None:
     click.echo(f"indexes ready: {', '.join(created)}")
 
 
+# source first: a page of one producer targets only the chunks of that producer;
+# the hashed _id spreads one producer's (time-ordered) inserts over many chunks, so
+# no shard takes every write and no chunk grows too large to split. Rationale and
+# alternatives: docs/architecture.md, "Shard key".
+RECORDS_SHARD_KEY = {"source": 1, "_id": "hashed"}
+# Keys are looked up by exact _id only.
+KEYS_SHARD_KEY = {"_id": "hashed"}
+
+
 @click.command("shard-collection")
 @with_appcontext
 def shard_collection() -> None:
-    """Shard the records on {source: 1, _id: 1} (run once, against mongos)."""
-    records = repository().records
-    admin = records.database.client.admin
-    admin.command("enableSharding", records.database.name)
-    admin.command("shardCollection", records.full_name, key={"source": 1, "_id": 1})
-    click.echo(f"sharded {records.full_name} on {{source: 1, _id: 1}}")
+    """Shard the records and the idempotency keys (run once, through mongos)."""
+    repo = repository()
+    admin = repo.records.database.client.admin
+    admin.command("enableSharding", repo.records.database.name)
+    for collection, key in ((repo.records, RECORDS_SHARD_KEY), (repo.keys, KEYS_SHARD_KEY)):
+        admin.command("shardCollection", collection.full_name, key=key)
+        click.echo(f"sharded {collection.full_name} on {key}")
 
 
 def init_app(app: Flask) -> None:

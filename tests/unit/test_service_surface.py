@@ -75,5 +75,8 @@ def test_shard_collection_issues_the_admin_commands(app, monkeypatch):
         monkeypatch.setattr(admin, "command", lambda *args, **kwargs: calls.append((args, kwargs)))
     result = app.test_cli_runner().invoke(args=["shard-collection"])
     assert result.exit_code == 0
-    assert calls == [(("enableSharding", "ingest"), {}),
-                     (("shardCollection", "ingest.records"), {"key": {"source": 1, "_id": 1}})]
+    assert calls == [
+        (("enableSharding", "ingest"), {}),
+        (("shardCollection", "ingest.records"), {"key": {"source": 1, "_id": "hashed"}}),
+        (("shardCollection", "ingest.records.idempotency"), {"key": {"_id": "hashed"}}),
+    ]
