@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs the linters that are not Python packages into .tools/ at pinned
+# versions. Idempotent: a tool already installed at its pinned version is kept,
+# so this is cheap to call before every lint run.
+#   - Go programs, built from the Go module proxy with the local Go toolchain.
+#   - checkov, in a virtualenv of its own: its dependency pins conflict with
+#     the project's dev requirements.
+# Usage: scripts/install-tools.sh [TOOL...]   (default: all of them)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+readonly TOOLS="$PWD/.tools"
+readonly KUSTOMIZE="sigs.k8s.io/kustomize/kustomize/v5@v5.8.2"
+readonly KUBE_SCORE="github.com/zegl/kube-score/cmd/kube-score@v1.20.0"
+readonly ACTIONLINT="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
+readonly CHECKOV="checkov==3.3.30"
+readonly PYTHON="${PYTHON:-python3}"
+
+# go_tool NAME MODULE@VERSION: build NAME into .tools/bin unless that exact
+# version is already there.
+go_tool() {
+  local name=$1 module=$2
+  local stamp="$TOOLS/versions/$name"
+  if [[ -x "$TOOLS/bin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$module" ]]; then
+    return
+  fi
+  command -v go >/dev/null || { echo "install-tools: Go is required to build $name" >&2; exit 1; }
+  echo "install-tools: building $module"
+  # GOTOOLCHAIN=local: never download another Go; a version pin that needs a
+  # newer toolchain must fail here, visibly.
+  GOTOOLCHAIN=local GOBIN="$TOOLS/bin" GOFLAGS=-buildvcs=false go install "$module"
+  echo "$module" >"$stamp"
+}
+
+checkov_venv() {
+  local venv="$TOOLS/checkov-venv"
+  local stamp="$TOOLS/versions/checkov"
+  if [[ -x "$venv/bin/checkov" && "$(cat "$stamp" 2>/dev/null)" == "$CHECKOV" ]]; then
+    return
+  fi
+  echo "install-tools: installing $CHECKOV into .tools/checkov-venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$CHECKOV"
+  echo "$CHECKOV" >"$stamp"
+}
+
+install() {
+  case "$1" in
+    kustomize) go_tool kustomize "$KUSTOMIZE" ;;
+    kube-score) go_tool kube-score "$KUBE_SCORE" ;;
+    actionlint) go_tool actionlint "$ACTIONLINT" ;;
+    checkov) checkov_venv ;;
+    *) echo "install-tools: unknown tool $1" >&2; exit 2 ;;
+  esac
+}
+
+mkdir -p "$TOOLS/bin" "$TOOLS/versions"
+if [[ $# -eq 0 ]]; then
+  set -- kustomize kube-score actionlint checkov
+fi
+for tool in "$@"; do
+  install "$tool"
+done

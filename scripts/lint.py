@@ -1,0 +1,158 @@
+"""Run every infrastructure validator and exit non-zero if any of them fails.
+
+Called by `make lint`. Each step prints the tool and the files it checked, and
+the run ends with a summary. Python tools come from the project virtualenv
+(.venv); the others are installed into .tools/ by scripts/install-tools.sh,
+which this script runs first. Nothing here needs the network.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+TOOLS_BIN = ROOT / ".tools" / "bin"
+CHECKOV = ROOT / ".tools" / "checkov-venv" / "bin" / "checkov"
+RENDERED = ROOT / ".cache" / "lint"
+OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
+KUBE_SCORE_CONFIG = ROOT / "deploy" / "kube-score.yaml"
+WORKFLOWS = ROOT / ".github" / "workflows"
+# The version the CI kind cluster runs, and the newest the schemas know.
+KUBERNETES_VERSIONS = ("1.35.0", "1.37.0")
+# Directories that hold generated or third-party files, never linted.
+SKIPPED_DIRS = {".git", ".venv", ".tools", ".cache", "node_modules", "out"}
+
+
+def rel(paths):
+    """Paths relative to the repository root, for messages and command lines."""
+    return [str(Path(p).relative_to(ROOT)) if Path(p).is_relative_to(ROOT) else str(p)
+            for p in paths]
+
+
+def run(tool, files, argv, show=None):
+    """Run one validator over files; print what it checked; return success."""
+    print(f"\n==> {tool}: {', '.join(rel(files)) or '(no files)'}", flush=True)
+    result = subprocess.run(rel(argv), cwd=ROOT, text=True, capture_output=show is not None)
+    if show is not None:
+        output = result.stdout + result.stderr
+        print("\n".join(line for line in output.splitlines() if show(line)))
+    print(f"    {tool}: {'ok' if result.returncode == 0 else 'FAILED'}", flush=True)
+    return result.returncode == 0
+
+
+def find(patterns, under=ROOT):
+    """Files matching any glob pattern, outside the skipped directories."""
+    found = set()
+    for pattern in patterns:
+        found.update(
+            p for p in under.rglob(pattern)
+            if p.is_file() and not SKIPPED_DIRS & set(p.relative_to(ROOT).parts)
+        )
+    return sorted(found)
+
+
+def render_overlays(results):
+    """kustomize build every overlay into .cache/lint; return the rendered files."""
+    RENDERED.mkdir(parents=True, exist_ok=True)
+    rendered = []
+    for overlay in sorted(p for p in OVERLAYS.iterdir() if p.is_dir()):
+        target = RENDERED / f"{overlay.name}.yaml"
+        target.unlink(missing_ok=True)
+        ok = run("kustomize build", [overlay],
+                 [TOOLS_BIN / "kustomize", "build", overlay, "--output", target])
+        results.append((f"kustomize build {overlay.name}", ok))
+        if ok:
+            rendered.append(target)
+    return rendered
+
+
+def check_manifests(rendered, results):
+    """Schema-validate and score the rendered manifests."""
+    examples = find(["*.example.yaml"], ROOT / "deploy")
+    for version in KUBERNETES_VERSIONS:
+        results.append((f"kubernetes-validate {version}", run(
+            f"kubernetes-validate --strict (Kubernetes {version})", rendered + examples,
+            [VENV_BIN / "kubernetes-validate", "--strict", "--quiet",
+             "--kubernetes-version", version, *rendered, *examples])))
+    config = yaml.safe_load(KUBE_SCORE_CONFIG.read_text())
+    argv = [TOOLS_BIN / "kube-score", "score", "--output-format", "ci",
+            "--exit-one-on-warning", "--kubernetes-version", config["kubernetes-version"]]
+    argv += [f"--enable-optional-test={t}" for t in config["enable-optional"]]
+    argv += [f"--ignore-test={t}" for t in config["ignore"]]
+    results.append(("kube-score", run(
+        "kube-score (settings: deploy/kube-score.yaml)", rendered, argv + rendered,
+        show=lambda line: not line.startswith(("[OK]", "[SKIPPED]")))))
+
+
+def check_container(results):
+    """hadolint, and the two ignore files that must not drift apart."""
+    results.append(("hadolint", run(
+        "hadolint", [ROOT / "Containerfile"], [VENV_BIN / "hadolint", "Containerfile"])))
+    ignores = [ROOT / ".containerignore", ROOT / ".dockerignore"]
+    same = ignores[0].read_bytes() == ignores[1].read_bytes()
+    print(f"\n==> ignore files identical: {', '.join(rel(ignores))}\n    {'ok' if same else 'FAILED'}")
+    results.append(("ignore files identical", same))
+
+
+def check_workflows(results):
+    """actionlint (with shellcheck on run: blocks) and zizmor, offline."""
+    workflows = find(["*.yml", "*.yaml"], WORKFLOWS)
+    results.append(("actionlint", run("actionlint", workflows, [
+        TOOLS_BIN / "actionlint", "-shellcheck", VENV_BIN / "shellcheck",
+        "-pyflakes", VENV_BIN / "pyflakes", *workflows])))
+    results.append(("zizmor", run("zizmor --offline", workflows, [
+        VENV_BIN / "zizmor", "--offline", "--format", "plain", "--no-progress", *workflows])))
+
+
+def check_sources(results):
+    """yamllint on all YAML, shellcheck on scripts, bandit on the service."""
+    yamls = find(["*.yaml", "*.yml", ".yamllint"])
+    results.append(("yamllint", run("yamllint --strict", yamls, [
+        VENV_BIN / "yamllint", "--strict", "--config-file", ROOT / ".yamllint", *yamls])))
+    shells = find(["*.sh"]) + [ROOT / ".ci" / "run"]
+    results.append(("shellcheck", run("shellcheck", shells, [
+        VENV_BIN / "shellcheck", "--external-sources", *shells])))
+    sources = find(["*.py"], ROOT / "service")
+    results.append(("bandit", run("bandit (all severities and confidences)", sources, [
+        VENV_BIN / "bandit", "--quiet", "--recursive", "--severity-level", "all",
+        "--confidence-level", "all", ROOT / "service"])))
+
+
+def check_checkov(rendered, results):
+    """checkov on the image, the rendered manifests and the workflows."""
+    # checkov recognises a Dockerfile only by that name.
+    dockerfile = RENDERED / "image" / "Dockerfile"
+    dockerfile.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "Containerfile", dockerfile)
+    workflows = find(["*.yml", "*.yaml"], WORKFLOWS)
+    files = [dockerfile, *rendered, *workflows]
+    argv = [CHECKOV, "--quiet", "--compact", "--skip-download",
+            "--framework", "dockerfile", "kubernetes", "github_actions"]
+    for path in files:
+        argv += ["--file", path]
+    results.append(("checkov", run("checkov (Containerfile as Dockerfile)", files, argv)))
+
+
+def main():
+    """Install the tools, run every validator, print a summary."""
+    if subprocess.run([ROOT / "scripts" / "install-tools.sh"]).returncode != 0:
+        sys.exit("lint: could not install the tools")
+    results = []
+    rendered = render_overlays(results)
+    check_manifests(rendered, results)
+    check_container(results)
+    check_workflows(results)
+    check_sources(results)
+    check_checkov(rendered, results)
+    failed = [name for name, ok in results if not ok]
+    print(f"\nlint: {len(results) - len(failed)} checks passed, {len(failed)} failed"
+          + (f": {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
