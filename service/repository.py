@@ -125,7 +125,9 @@ class RecordRepository:
         try:
             self.records.insert_one(document)
         except DuplicateKeyError:
-            return self.records.find_one({"_id": document["_id"]}), False
+            # With the source in the filter, a sharded cluster targets one shard.
+            query = {"_id": document["_id"], "source": document["source"]}
+            return self.records.find_one(query), False
         return document, True
 
     def get(self, record_id: str) -> dict | None:
