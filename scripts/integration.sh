@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The integration suite: the service under gunicorn, over HTTP, against a real server.
+#
+# MONGODB_URI set (e.g. after `docker compose up -d mongo`): that server is used.
+# MONGODB_URI unset or memory:// (the Makefile's default for `make run`): FerretDB (scripts/ferretdb.sh) is built if needed and started on a
+# free loopback port in a temporary directory, then stopped when the suite ends.
+# Each run uses a database of its own (MONGODB_DATABASE, unless already set).
+# Arguments are passed to pytest, e.g. `scripts/integration.sh -m blackbox -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+readonly PYTHON=.venv/bin/python
+# Bounds the whole run, whatever hangs: the suite takes about a few minutes.
+readonly SUITE_TIMEOUT_S="${INTEGRATION_TIMEOUT_S:-1200}"
+
+free_port() {
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_ferretdb() {
+    local dir port
+    scripts/ferretdb.sh install
+    dir=$(mktemp -d)
+    # shellcheck disable=SC2064 # expand now: dir is local
+    trap "scripts/ferretdb.sh stop '$dir'; rm -rf '$dir'" EXIT
+    port=$(free_port)
+    scripts/ferretdb.sh start "$dir" "$port"
+    export MONGODB_URI="mongodb://127.0.0.1:$port/"
+    echo "integration.sh: FerretDB on 127.0.0.1:$port (data in $dir)"
+}
+
+if [[ -z "${MONGODB_URI:-}" || "$MONGODB_URI" == "memory://" ]]; then
+    start_ferretdb
+fi
+export MONGODB_DATABASE="${MONGODB_DATABASE:-it_$(date +%Y%m%d%H%M%S)_$$}"
+echo "integration.sh: database $MONGODB_DATABASE"
+
+# The whole suite unless the arguments name tests of it.
+targets=(tests/integration)
+for arg in "$@"; do
+    [[ "$arg" == tests/* ]] && targets=()
+done
+# -o addopts= drops the unit tests' coverage options; no cache directory is written.
+timeout --signal=INT --kill-after=30 "$SUITE_TIMEOUT_S" \
+    .venv/bin/pytest "${targets[@]}" -o addopts= -p no:cacheprovider -ra "$@"

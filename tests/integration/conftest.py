@@ -1,0 +1,121 @@
+"""Fixtures of the integration suite: the real service over HTTP against MONGODB_URI.
+
+`scripts/integration.sh` provides MONGODB_URI (a throwaway FerretDB unless it is already
+set). With BASE_URL set, tests marked `blackbox` talk to that deployment instead of a
+server started here (the kind end-to-end job does this).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from . import harness
+
+MONGODB_ONLY_REASON = (
+    "needs real MongoDB; runs in GitHub Actions against MongoDB 6, 7 and 8 "
+    "(set INTEGRATION_REAL_MONGODB=1): "
+)
+
+
+def pytest_configure(config):
+    """Register the suite's markers (setup.cfg configures the unit tests)."""
+    for line in (
+        "blackbox: pure HTTP contract test; runs against BASE_URL when it is set",
+        "mongodb_only(reason): needs a real MongoDB; skipped unless INTEGRATION_REAL_MONGODB=1",
+        "fault: starts its own servers or databases to inject a failure",
+    ):
+        config.addinivalue_line("markers", line)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip MongoDB-only tests on FerretDB, saying why each needs the real server."""
+    if os.environ.get("INTEGRATION_REAL_MONGODB") == "1":
+        return
+    for item in items:
+        marker = item.get_closest_marker("mongodb_only")
+        if marker:
+            item.add_marker(pytest.mark.skip(reason=MONGODB_ONLY_REASON + marker.args[0]))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the figures the fault tests measured."""
+    if harness.FIGURES:
+        terminalreporter.section("fault-test figures")
+        for line in harness.FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri() -> str:
+    """The database under test; the suite cannot run without one."""
+    uri = os.environ.get("MONGODB_URI", "")
+    if not uri.startswith("mongodb"):
+        pytest.fail("MONGODB_URI must point to MongoDB or FerretDB: run scripts/integration.sh")
+    return uri
+
+
+@pytest.fixture(scope="session")
+def database_name() -> str:
+    """A database of this run only, so runs against a shared server never meet."""
+    return os.environ.get("MONGODB_DATABASE") or harness.unique("it")
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory, mongodb_uri, database_name):
+    """The service under gunicorn on a free loopback port, indexes created first."""
+    server = harness.ServiceProcess(
+        tmp_path_factory.mktemp("service"), MONGODB_URI=mongodb_uri, MONGODB_DATABASE=database_name,
+    )
+    server.init_db()
+    server.start()
+    yield server
+    assert server.stop() == 0, f"gunicorn did not exit cleanly:\n{server.log_tail()}"
+
+
+@pytest.fixture
+def start_service(tmp_path):
+    """Start extra servers with their own settings; each is shut down after the test."""
+    started: list[harness.ServiceProcess] = []
+
+    def start(init_db: bool = False, **env: str) -> harness.ServiceProcess:
+        workdir = tmp_path / f"service{len(started)}"
+        workdir.mkdir()
+        server = harness.ServiceProcess(workdir, **env)
+        if init_db:
+            server.init_db()
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def base_url(request) -> str:
+    """Where the API under test answers: BASE_URL for black-box tests, else the local server."""
+    if request.node.get_closest_marker("blackbox") and os.environ.get("BASE_URL"):
+        return os.environ["BASE_URL"].rstrip("/")
+    return request.getfixturevalue("local_server").url
+
+
+@pytest.fixture
+def api(base_url):
+    """An HTTP session bound to the API, with bounded timeouts on every call."""
+    return harness.Client(base_url)
+
+
+@pytest.fixture
+def source() -> str:
+    """A source name no other test writes to: a private slice of the collection."""
+    return harness.unique("it")
+
+
+@pytest.fixture(scope="session")
+def records_collection(mongodb_uri, database_name, local_server):
+    """Direct access to the stored documents, to check what BSON actually holds."""
+    from pymongo import MongoClient
+
+    client = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True)
+    yield client[database_name][os.environ.get("MONGODB_COLLECTION", "records")]
+    client.close()

@@ -1,0 +1,305 @@
+"""Processes the integration suite drives: the service under gunicorn, FerretDB, a mute database."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+FERRETDB_SCRIPT = REPO / "scripts" / "ferretdb.sh"
+FERRETDB_BINARY = REPO / ".tools" / "bin" / "ferretdb"
+
+# Figures the fault tests measure, printed in the terminal summary of the run.
+FIGURES: list[str] = []
+
+
+def report(test: str, **figures) -> None:
+    """Keep measured figures for the end-of-run summary."""
+    FIGURES.append(f"{test}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
+    """Poll `predicate` until it is true or `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def unique(prefix: str) -> str:
+    """A name no other test or run uses (a source, a database)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def answers(url: str) -> bool:
+    """True if GET `url` returns 200."""
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class Client:
+    """requests with the base URL filled in and a timeout that is never forgotten."""
+
+    TIMEOUT = 15
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", self.TIMEOUT)
+        return self.session.request(method, self.base_url + path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def create(self, source: str, payload: dict | None = None, **fields) -> dict:
+        """POST one record that must be accepted; return the stored record."""
+        response = self.post("/data", json={"source": source, "payload": payload or {}, **fields})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def walk(self, limit: int = 100, **params) -> list[dict]:
+        """Every record a cursor walk returns, page after page."""
+        items, cursor = [], None
+        for _ in range(10_000):
+            query = {"limit": limit, **params, **({"cursor": cursor} if cursor else {})}
+            response = self.get("/data", params=query)
+            assert response.status_code == 200, response.text
+            page = response.json()
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return items
+        raise AssertionError("the cursor walk did not end")
+
+
+class ServiceProcess:
+    """The service started exactly as deployed: gunicorn with the project's config module."""
+
+    def __init__(self, workdir: Path, **env: str):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "gunicorn.log"
+        self.env = self._environment(env)
+        self.process: subprocess.Popen | None = None
+
+    def _environment(self, overrides: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("BASE_URL", "API_KEYS_FILE")}
+        metrics_dir = self.workdir / "prometheus"
+        metrics_dir.mkdir(exist_ok=True)
+        env.update(
+            BIND=f"127.0.0.1:{self.port}",
+            WEB_CONCURRENCY="2",
+            METRICS_PORT=str(free_port()),
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+            # gunicorn's control socket defaults to one path per user: keep servers apart.
+            XDG_RUNTIME_DIR=str(self.workdir),
+        )
+        env.update(overrides)
+        return env
+
+    def init_db(self) -> None:
+        """Create the indexes, as every deployment does before serving."""
+        result = subprocess.run(
+            [str(VENV_BIN / "flask"), "--app", "service", "init-db"],
+            cwd=REPO, env=self.env, capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 0, f"init-db failed:\n{result.stdout}{result.stderr}"
+
+    def start(self, timeout: float = 30) -> "ServiceProcess":
+        """Start gunicorn and wait until /healthz answers."""
+        command = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "service:create_app()"]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        healthy = wait_until(lambda: self.process.poll() is None and answers(f"{self.url}/healthz"), timeout)
+        if not healthy:
+            self.stop()
+            raise RuntimeError(f"the service did not become healthy:\n{self.log_tail()}")
+        return self
+
+    def terminate(self) -> None:
+        """Send SIGTERM to the gunicorn master: the start of a graceful shutdown."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 40) -> int | None:
+        """Shut down gracefully (SIGKILL only past `timeout`); return the exit code."""
+        if self.process is None:
+            return None
+        self.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of gunicorn's log, for failure messages."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class FerretDB:
+    """A FerretDB of its own in `workdir`, which a test may kill and restart."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.uri = f"mongodb://127.0.0.1:{self.port}/"
+
+    @staticmethod
+    def available() -> bool:
+        """True once `scripts/ferretdb.sh install` has built the binary."""
+        return FERRETDB_BINARY.exists()
+
+    def _script(self, *args: str) -> None:
+        subprocess.run([str(FERRETDB_SCRIPT), *args], check=True, timeout=60)
+
+    def start(self) -> "FerretDB":
+        """Start (or restart) on the same port and data directory."""
+        self._script("start", str(self.workdir), str(self.port))
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case, nothing gets flushed or closed politely."""
+        pid = int((self.workdir / "ferretdb.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not _alive(pid), 10), f"FerretDB pid {pid} survived SIGKILL"
+
+    def stop(self) -> None:
+        """Stop politely; a no-op when already stopped."""
+        self._script("stop", str(self.workdir))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A killed child of the ferretdb.sh shell is reparented and reaped by init; until then it
+    # is a zombie, which counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+class MuteDatabase:
+    """A TCP listener that accepts connections and never answers: a hung database."""
+
+    def __init__(self):
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.uri = f"mongodb://127.0.0.1:{self.port}/"
+        self._server.settimeout(0.2)
+        self._held: list[socket.socket] = []
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            self._held.append(conn)
+
+    def __enter__(self) -> "MuteDatabase":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._closing.set()
+        self._thread.join(5)
+        self._server.close()
+        for conn in self._held:
+            conn.close()
+
+
+class FaultProxy:
+    """A TCP proxy to a database that can fall silent: connections stay open, bytes stop."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
+        self.port = self._server.getsockname()[1]
+        self.uri = f"mongodb://127.0.0.1:{self.port}/"
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closing = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def silence(self) -> None:
+        """Stop forwarding in both directions, as a hung database would."""
+        self._flowing.clear()
+
+    def _accept(self) -> None:
+        while not self._closing.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+            for src, dst in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(0.2)
+        with src, dst:
+            while not self._closing.is_set():
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                while not self._flowing.wait(0.2):
+                    if self._closing.is_set():
+                        return
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+    def __enter__(self) -> "FaultProxy":
+        self._threads[0].start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._closing.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._server.close()
