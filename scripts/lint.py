@@ -99,13 +99,14 @@ def check_container(results):
 
 
 def check_workflows(results):
-    """actionlint (with shellcheck on run: blocks) and zizmor, offline."""
+    """actionlint (with shellcheck on run: blocks) and zizmor (also on dependabot.yml)."""
     workflows = find(["*.yml", "*.yaml"], WORKFLOWS)
     results.append(("actionlint", run("actionlint", workflows, [
         TOOLS_BIN / "actionlint", "-shellcheck", VENV_BIN / "shellcheck",
         "-pyflakes", VENV_BIN / "pyflakes", *workflows])))
-    results.append(("zizmor", run("zizmor --offline", workflows, [
-        VENV_BIN / "zizmor", "--offline", "--format", "plain", "--no-progress", *workflows])))
+    audited = workflows + [ROOT / ".github" / "dependabot.yml"]
+    results.append(("zizmor", run("zizmor --offline", audited, [
+        VENV_BIN / "zizmor", "--offline", "--format", "plain", "--no-progress", *audited])))
 
 
 def check_sources(results):
