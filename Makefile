@@ -50,4 +50,4 @@ lock: ## regenerate the hashed lock files from requirements*.in
 	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements-dev.txt requirements-dev.in
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .coverage htmlcov .hypothesis
+	rm -rf $(VENV) .tools .cache .pytest_cache .coverage htmlcov .hypothesis

@@ -28,17 +28,17 @@ from service.logs import formatter  # noqa: E402
 # Fail in the master with one line, before any worker boots.
 _settings = Settings.from_env()
 
-bind = os.environ.get("BIND", "127.0.0.1:8000")
-metrics_port = int(os.environ.get("METRICS_PORT", "9100"))
+bind = _settings.bind
+metrics_port = _settings.metrics_port
 worker_class = "gthread"
 # The in-memory store lives in one process: every request must reach the same one.
-workers = 1 if _settings.in_memory else int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
+workers = 1 if _settings.in_memory else _settings.web_concurrency
+threads = _settings.threads
+timeout = _settings.worker_timeout
+graceful_timeout = _settings.graceful_timeout
 keepalive = 5
 # Recycling workers bounds slow leaks; jitter keeps them from restarting together.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests = _settings.max_requests
 max_requests_jitter = max_requests // 10
 # Heartbeat files in memory: the container's root filesystem is read-only.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

@@ -113,6 +113,18 @@ class Settings:
                                         "file of hashed API keys; unset = no authentication")
     cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", _origins, "",
                                             "origins allowed to call /data from a browser; empty = CORS off")
+    bind: str = setting("BIND", _text, "127.0.0.1:8000", "gunicorn's address (the image sets 0.0.0.0:8000)")
+    web_concurrency: int = setting("WEB_CONCURRENCY", _integer(1, 64), "2",
+                                   "gunicorn worker processes (1 with memory://)")
+    threads: int = setting("GUNICORN_THREADS", _integer(1, 64), "4", "threads per worker process")
+    worker_timeout: int = setting("GUNICORN_TIMEOUT", _integer(1, 600), "30",
+                                  "seconds before a silent worker is restarted")
+    graceful_timeout: int = setting("GUNICORN_GRACEFUL_TIMEOUT", _integer(1, 600), "25",
+                                    "seconds in-flight requests get after SIGTERM")
+    max_requests: int = setting("GUNICORN_MAX_REQUESTS", _integer(0, 10**7), "0",
+                                "recycle a worker after this many requests (0 = never)")
+    metrics_port: int = setting("METRICS_PORT", _integer(1, 65535), "9100",
+                                "port of /metrics, served by the gunicorn master")
     log_level: str = setting("LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR")
 
     @classmethod

@@ -47,3 +47,8 @@ def test_metrics_directory_is_emptied_at_start(load, tmp_path):
     conf.on_starting(server=None)
     assert not stale.exists() and stale.parent.is_dir()
     conf.child_exit(server=None, worker=SimpleNamespace(pid=1))
+
+
+def test_bad_server_setting_names_the_variable(load):
+    with pytest.raises(ConfigError, match="WEB_CONCURRENCY"):
+        load(MONGODB_URI="mongodb://db", WEB_CONCURRENCY="many")
