@@ -42,4 +42,4 @@ for arg in "$@"; do
 done
 # -o addopts= drops the unit tests' coverage options; no cache directory is written.
 timeout --signal=INT --kill-after=30 "$SUITE_TIMEOUT_S" \
-    .venv/bin/pytest "${targets[@]}" -o addopts= -p no:cacheprovider -ra "$@"
+    .venv/bin/pytest "${targets[@]}" -o addopts= --strict-markers -p no:cacheprovider -ra "$@"

@@ -24,7 +24,8 @@ def test_post_stores_a_record_and_answers_201_with_location(api, source):
     assert created["source"] == source
     assert created["payload"] == {"amount": 42}
     assert created["tags"] == ["a"]
-    assert before - timedelta(seconds=5) <= expect.utc(created["created_at"]) <= before + timedelta(seconds=60)
+    created_at = expect.utc(created["created_at"])
+    assert before - timedelta(seconds=5) <= created_at <= before + timedelta(seconds=60)
     # With no timestamp sent, the time of receipt is stored.
     assert abs(expect.utc(created["timestamp"]) - expect.utc(created["created_at"])) < timedelta(seconds=2)
 
@@ -40,7 +41,7 @@ def test_tags_default_to_an_empty_list(api, source):
     assert api.create(source)["tags"] == []
 
 
-@pytest.mark.parametrize("record_id", [A_VALID_ID_NOBODY_HAS, "not-an-id", "zzzzzzzzzzzzzzzzzzzzzzzz", "0" * 25])
+@pytest.mark.parametrize("record_id", [A_VALID_ID_NOBODY_HAS, "not-an-id", "z" * 24, "0" * 25])
 def test_unknown_or_malformed_id_is_404(api, record_id):
     expect.error(api.get(f"/data/{record_id}"), 404)
 
@@ -192,6 +193,23 @@ def test_limits_are_inclusive(api, source, body):
 ])
 def test_invalid_query_is_422_naming_the_parameter(api, params, name):
     expect.error(api.get("/data", params=params), 422, f"query.{name}")
+
+
+@pytest.mark.parametrize("params", [
+    {"since": "2200-01-01T00:00:00Z"},
+    {"until": "1960-01-01T00:00:00Z"},
+    {"since": "1900-01-01T00:00:00Z", "until": "2200-01-01T00:00:00Z"},
+], ids=["since-after-2106", "until-before-1970", "both-outside"])
+def test_time_bounds_beyond_what_ids_can_hold_are_answered(api, source, params):
+    """ObjectId times span 1970-2106: bounds outside must give a page or a 422, never a 500."""
+    api.create(source)
+    response = api.get("/data", params={"source": source, **params})
+    if response.status_code == 422:
+        expect.error(response, 422, "query")
+        return
+    assert response.status_code == 200, response.text
+    expected = 1 if "since" in params and "until" in params else 0
+    assert len(response.json()["items"]) == expected
 
 
 def first_cursor(api, source) -> str:

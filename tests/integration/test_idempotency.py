@@ -55,7 +55,8 @@ def test_fifty_parallel_identical_requests_store_one_record(api, source):
 
     def one(_):
         # A connection each, so the requests really arrive together.
-        return requests.post(f"{api.base_url}/data", json=body, headers={"Idempotency-Key": "burst"}, timeout=30)
+        return requests.post(f"{api.base_url}/data", json=body, headers={"Idempotency-Key": "burst"},
+                             timeout=30)
 
     with ThreadPoolExecutor(50) as pool:
         responses = list(pool.map(one, range(50)))
