@@ -6,10 +6,11 @@ import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import pytest
 
-from . import expect
+from . import expect, harness
 
 pytestmark = pytest.mark.blackbox
 
@@ -66,8 +67,8 @@ def test_body_over_the_limit_is_413(api, source):
     # The server answers from Content-Length alone (default limit 1 MiB), before the body
     # arrives: only the headers are sent, as a client waiting for 100-continue would. Sending
     # the whole body races the server closing the socket behind its answer.
-    host, port = api.base_url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=api.TIMEOUT)
+    url = urlsplit(api.base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=api.TIMEOUT)
     try:
         connection.putrequest("POST", "/data")
         connection.putheader("Content-Type", "application/json")
@@ -259,22 +260,24 @@ def test_limit_defaults_to_100(api, source):
 def test_cursor_walk_is_strictly_descending_while_records_are_inserted(api, source):
     existing = [api.create(source, {"i": i})["id"] for i in range(30)]
     first = api.get("/data", params={"source": source, "limit": 7}).json()
-    stop = threading.Event()
-    inserted: list[str] = []
+    stop, started = threading.Event(), threading.Event()
+    writer = harness.Client(api.base_url)  # a session of its own: sessions are not thread-safe
 
     def insert_meanwhile():
         while not stop.is_set():
-            inserted.append(api.create(source, {"new": True})["id"])
+            writer.create(source, {"new": True})
+            started.set()
 
     inserter = threading.Thread(target=insert_meanwhile)
     inserter.start()
     try:
+        assert started.wait(10), "nothing could be inserted during the walk"
         walked = first["items"] + api.walk(limit=7, source=source, cursor=first["next_cursor"])
     finally:
         stop.set()
         inserter.join(30)
     ids = [item["id"] for item in walked]
-    assert inserted, "nothing was inserted during the walk"
+    # New records sort above the first page, so the walk neither repeats nor skips any.
     assert ids == sorted(existing, reverse=True), "a record was missed, repeated or out of order"
     assert all(a > b for a, b in zip(ids, ids[1:]))
 
