@@ -1,0 +1,44 @@
+# Performance targets, included by the Makefile (which defines VENV and BIN).
+# Every one talks to 127.0.0.1 only and stops by itself; see bench/README.md.
+# MONGODB_URI=mongodb://... benchmarks that server; anything else starts a throwaway FerretDB.
+
+K6_VERSION      := v1.8.1
+K6              := .tools/bin/k6
+BENCH_VENV      := .tools/bench-venv
+BENCH_RESULTS   ?= bench/results
+BENCH_REPORT    := BENCH_RESULTS=$(BENCH_RESULTS) $(BENCH_VENV)/bin/python -m bench.report
+
+.PHONY: bench soak bench-overhead bench-tune bench-report bench-lock
+
+# k6 is the load generator: built from its pinned module with the installed Go.
+$(K6):
+	GOTOOLCHAIN=local GOBIN=$(abspath .tools/bin) go install go.k6.io/k6@$(K6_VERSION)
+
+# matplotlib for the chart lives apart from .venv: `make test` never installs it.
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --require-hashes -r bench/requirements.txt
+	touch $@
+
+bench: venv $(K6) $(BENCH_VENV)/.installed ## latency vs volume (BENCH_VOLUMES, default 10k,100k,1M) under open-loop load
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.run
+	$(BENCH_REPORT)
+
+soak: venv $(K6) $(BENCH_VENV)/.installed ## constant load for SOAK_SECONDS (default 600): p99 drift and worker RSS growth
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.soak
+	$(BENCH_REPORT)
+
+bench-overhead: venv $(BENCH_VENV)/.installed ## CPU per request of the service alone (stub store, no database)
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.overhead
+	$(BENCH_REPORT)
+
+bench-tune: venv $(K6) $(BENCH_VENV)/.installed ## capacity and p99 per gunicorn workers/threads and pool size
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.tune
+	$(BENCH_REPORT)
+
+bench-report: $(BENCH_VENV)/.installed ## rewrite RESULTS.md and latency.png from the JSON results
+	$(BENCH_REPORT)
+
+bench-lock: ## regenerate bench/requirements.txt from bench/requirements.in
+	test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools==7.6.2
+	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o bench/requirements.txt bench/requirements.in

@@ -1,0 +1,201 @@
+"""Turn the JSON results into bench/results/RESULTS.md and latency.png (needs matplotlib).
+
+Run with the bench virtualenv: `make bench-report` (also the last step of `make bench`).
+Only files that exist are reported, so each target can refresh its own part.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen before pyplot loads)
+
+RESULTS = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
+OPS = ("post", "by_id", "first_page", "deep_page")
+LABELS = {"post": "POST /data", "by_id": "GET /data/<id>", "first_page": "GET /data (first page)",
+          "deep_page": "GET /data?cursor (deep page)"}
+
+
+def load(name: str) -> dict | None:
+    """A result file, or None when that benchmark has not been run."""
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def machine_line(result: dict) -> str:
+    """One sentence naming the machine and the server."""
+    m = result["machine"]
+    server = f", server {result['server']}" if "server" in result else ""
+    return (f"Measured {m['measured_at']} on {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB RAM, "
+            f"Linux {m['kernel']}, Python {m['python']}" + (f", k6 {m['k6']}" if m.get("k6") else "")
+            + f"{server}; load generator on the same machine.")
+
+
+def _cell(value, unit: str = "") -> str:
+    return "–" if value is None else f"{value:g}{unit}"
+
+
+def volume_table(result: dict) -> list[str]:
+    """p50/p99/throughput per operation and volume; operations not loaded say why."""
+    lines = ["| operation | volume | p50 ms | p99 ms | req/s | failed | dropped |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for level in result["levels"]:
+        for op in OPS:
+            figures = level["ops"].get(op)
+            if figures:
+                lines.append(f"| {LABELS[op]} | {level['volume']:,} | {_cell(figures['p50_ms'])} | "
+                             f"{_cell(figures['p99_ms'])} | {_cell(figures['throughput_rps'])} | "
+                             f"{figures['failed']} | {figures['dropped']} |")
+            elif op in level["excluded"]:
+                why = f"not loaded from here on: {level['excluded'][op]}"
+                lines.append(f"| {LABELS[op]} | {level['volume']:,} | {why} | | | | |")
+    return lines
+
+
+def probe_table(result: dict) -> list[str]:
+    """Each operation alone (one request at a time), median ms per volume."""
+    volumes = [level["volume"] for level in result["levels"]]
+    lines = ["| operation alone | " + " | ".join(f"{v:,}" for v in volumes) + " |",
+             "|---|" + "---:|" * len(volumes)]
+    for op in OPS:
+        cells = [_cell(level["probe_p50_ms"].get(op), " ms") for level in result["levels"]]
+        lines.append(f"| {LABELS[op]} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def contrast_table(result: dict) -> list[str]:
+    """Keyset page (the API's query) against skip at the same depths."""
+    lines = ["| volume | depths | keyset median ms | skip median ms |", "|---:|---|---:|---:|"]
+    for level in result["levels"]:
+        c = level.get("contrast")
+        if c:
+            lines.append(f"| {level['volume']:,} | {', '.join(map(str, c['depths']))} | "
+                         f"{_cell(c['keyset_median_ms'])} | {_cell(c['skip_median_ms'])} |")
+    return lines
+
+
+def volumes_section(result: dict) -> list[str]:
+    """Everything `make bench` measured."""
+    cap, bulk, svc, plan = result["capacity"] or {}, result["bulk"], result["service"], result["plan"]
+    preload = ", ".join(f"{lv['preload']['added']:,} in {lv['preload']['seconds']} s"
+                        for lv in result["levels"])
+    ratios = ", ".join(f"{LABELS[op]} **{r}**" for op, r in result["ratios_p99_last_over_first"].items())
+    return [
+        "## Latency vs volume (`make bench`)", "", machine_line(result), "",
+        f"Service: gunicorn gthread, {svc['web_concurrency']} workers x {svc['gunicorn_threads']} threads, "
+        f"pool {svc['mongodb_max_pool_size']}, write concern {svc['mongodb_write_concern']}, "
+        f"pages of {svc['page_limit']}, records of ~{svc['record_bytes']} bytes of JSON.", "",
+        f"Open-loop (k6 constant-arrival-rate) at **{result['levels'][0]['rate_per_op']} requests/s "
+        f"per operation**, half the closed-loop capacity of an even mix of {', '.join(cap.get('ops', []))} "
+        f"({_cell(cap.get('requests_per_second'))} req/s with {cap.get('vus')} VUs at "
+        f"{cap.get('volume', 0):,} records); warm-up {plan['warmup_seconds']} s, then {plan['runs']} runs "
+        f"of {plan['run_seconds']} s, medians of the runs. Preload: {preload}. "
+        f"Whole run: {result['wall_seconds']} s.", "",
+        *volume_table(result), "",
+        f"p99 at the largest volume over p99 at the smallest: {ratios or '–'}", "",
+        "Each operation alone, one request at a time (median; an operation slower than "
+        f"{plan['probe_limit_ms']:g} ms alone is not put under load at that volume or above):", "",
+        *probe_table(result), "", "Keyset page vs `skip` at the same depths (pymongo, outside the API):", "",
+        *contrast_table(result), "",
+        f"Bulk ingest: POST /data/batch of {bulk['batch_size']} records: "
+        f"**{bulk['batch_records_per_second']:,} records/s** vs {bulk['single_records_per_second']:,} "
+        f"records/s with single POSTs (**{bulk['speedup']}x**), both closed-loop.", "",
+        "![p50 and p99 per operation vs volume, and throughput](latency.png)", "",
+    ]
+
+
+def overhead_section(result: dict) -> list[str]:
+    """CPU per request of the service alone."""
+    providers = list(result["providers"])
+    lines = ["## Service overhead (`make bench-overhead`)", "", machine_line(result), "",
+             "CPU microseconds per request through the WSGI app with an in-process stub store "
+             "(median of blocks):", "",
+             "| request | " + " | ".join(f"{p} JSON" for p in providers) + " |",
+             "|---|" + "---:|" * len(providers)]
+    for op in result["providers"][providers[0]]:
+        cells = [f"{result['providers'][p][op]['cpu_us']:,} µs" for p in providers]
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def soak_section(result: dict) -> list[str]:
+    """p99 per minute and worker memory over the soak."""
+    lines = ["## Soak (`make soak`)", "", machine_line(result), "",
+             f"{result['seconds']} s at {result['rate_per_op']} requests/s per operation on "
+             f"{result['volume']:,} preloaded records, after {result['plan']['warmup_seconds']} s "
+             "of warm-up.", "",
+             "| operation | p99 per minute (ms) | last / first minute |", "|---|---|---:|"]
+    for op, series in result["p99_ms_per_minute"].items():
+        lines.append(f"| {LABELS.get(op, op)} | {', '.join(map(str, series))} | "
+                     f"{_cell(result['p99_last_over_first_minute'].get(op))} |")
+    return [*lines, "", f"Worker RSS: {result['rss_kib_after_warmup']:,} KiB after warm-up, "
+            f"{result['rss_kib_end']:,} KiB at the end ({result['rss_growth_percent']:+g} %).", ""]
+
+
+def tuning_section(result: dict) -> list[str]:
+    """Capacity and open-loop latency per server configuration."""
+    lines = ["## Tuning (`make bench-tune`)", "", machine_line(result), "",
+             f"{result['volume']:,} records; capacity: closed loop, {result['vus']} VUs, even mix of "
+             f"{', '.join(result['ops'])}; latency: open loop at {result['rate_per_op']} requests/s "
+             "per operation.", "",
+             "| configuration | capacity req/s | "
+             + " | ".join(f"{op} p99 ms" for op in result["ops"]) + " |",
+             "|---|---:|" + "---:|" * len(result["ops"])]
+    for config in result["configs"]:
+        p99 = [_cell(config["open"].get(op, {}).get("p99_ms")) for op in result["ops"]]
+        lines.append(f"| {config['name']} | {config['capacity_rps']} | " + " | ".join(p99) + " |")
+    return [*lines, ""]
+
+
+def chart(result: dict, path: Path) -> None:
+    """p50/p99 per operation vs volume (log-log) and throughput per operation."""
+    fig, (latency, throughput) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for op in OPS:
+        levels = [lv for lv in result["levels"] if op in lv["ops"]]
+        if not levels:
+            continue
+        volumes = [lv["volume"] for lv in levels]
+        p99 = [lv["ops"][op]["p99_ms"] for lv in levels]
+        line, = latency.plot(volumes, p99, marker="o", label=f"{op} p99")
+        latency.plot(volumes, [lv["ops"][op]["p50_ms"] for lv in levels], marker=".", linestyle="--",
+                     color=line.get_color(), label=f"{op} p50")
+        throughput.plot(volumes, [lv["ops"][op]["throughput_rps"] for lv in levels], marker="o", label=op)
+    latency.axhline(25, color="grey", linewidth=0.8, linestyle=":", label="25 ms target")
+    for axis, title, unit in ((latency, "latency under open-loop load", "ms"),
+                              (throughput, "achieved throughput", "requests/s")):
+        axis.set_xscale("log")
+        axis.set_xlabel("records in the collection")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize="small")
+    latency.set_yscale("log")
+    fig.suptitle(f"data-ingest on {result['server']}, {result['machine']['cpus']} CPUs "
+                 f"({result['machine']['cpu_model']})", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    """Write RESULTS.md (and latency.png when volume results exist)."""
+    sections = ["# Benchmark results", "", "Generated by `bench/report.py` from the JSON files beside "
+                "this one; how to run and read them: bench/README.md and docs/performance.md.", ""]
+    for name, render in (("volumes.json", volumes_section), ("overhead.json", overhead_section),
+                         ("soak.json", soak_section), ("tuning.json", tuning_section)):
+        result = load(name)
+        if result:
+            sections += render(result)
+    volumes = load("volumes.json")
+    if volumes:
+        chart(volumes, RESULTS / "latency.png")
+    (RESULTS / "RESULTS.md").write_text("\n".join(sections))
+    print(f"report: wrote {RESULTS / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""`make bench`: latency of every API operation as the collection grows (see bench/README.md).
+
+For each volume: bulk-load to it, probe each operation alone, then drive open-loop load
+(warm-up, then BENCH_RUNS runs; medians reported) and time a keyset page against a
+`skip` page at the same depths. The arrival rate is chosen once, at the first volume,
+as half of the measured capacity, and held for every volume. Writes BENCH_RESULTS/volumes.json.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bson import ObjectId
+from pymongo import DESCENDING, MongoClient
+
+from bench import k6, machine, preload, servers
+from service import cursor
+from service.repository import ID_INDEX, PageQuery, RecordRepository
+
+ALL_OPS = ("post", "by_id", "first_page", "deep_page")
+PAGE_LIMIT = 100
+SAMPLE_SIZE = 20_000
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+@dataclass
+class Plan:
+    """What a run does; every field is an environment variable BENCH_<FIELD> (README)."""
+
+    volumes: list[int] = field(default_factory=lambda: [
+        int(v) for v in _env_list("BENCH_VOLUMES", "10000,100000,1000000")])
+    ops: list[str] = field(default_factory=lambda: _env_list("BENCH_OPS", ",".join(ALL_OPS)))
+    runs: int = int(os.environ.get("BENCH_RUNS", "3"))
+    run_seconds: int = int(os.environ.get("BENCH_RUN_SECONDS", "30"))
+    warmup_seconds: int = int(os.environ.get("BENCH_WARMUP_SECONDS", "10"))
+    probe_seconds: int = int(os.environ.get("BENCH_PROBE_SECONDS", "5"))
+    probe_limit_ms: float = float(os.environ.get("BENCH_PROBE_LIMIT_MS", "100"))
+    capacity_seconds: int = int(os.environ.get("BENCH_CAPACITY_SECONDS", "15"))
+    capacity_vus: int = int(os.environ.get("BENCH_CAPACITY_VUS", "8"))
+    rate: int = int(os.environ.get("BENCH_RATE", "0"))  # per operation; 0 = half the capacity
+    bulk_seconds: int = int(os.environ.get("BENCH_BULK_SECONDS", "10"))
+    contrast_samples: int = int(os.environ.get("BENCH_CONTRAST_SAMPLES", "5"))
+    contrast_budget_s: float = float(os.environ.get("BENCH_CONTRAST_BUDGET_S", "30"))
+    out: Path = Path(os.environ.get("BENCH_OUT", "bench/out"))
+    results: Path = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
+
+
+class Bench:
+    """One benchmark: a server, the service in front of it, and what was measured so far."""
+
+    def __init__(self, plan: Plan, service: servers.Service, repository: RecordRepository, secret: str):
+        self.plan = plan
+        self.service = service
+        self.repository = repository
+        self.key = cursor.make_key(secret)
+        self.candidates = list(plan.ops)
+        self.rate = plan.rate
+        self.capacity: dict | None = None
+        self.preloaded = 0  # every benchmark starts on a database of its own
+
+    def k6(self, label: str, volume: int, **env) -> Path:
+        """A k6 run against the service with this volume's samples."""
+        out = self.plan.out / f"{volume}-{label}.csv.gz"
+        return k6.run(out, self.service.url, self.plan.out / f"samples-{volume}.json", **env)
+
+    def write_samples(self, volume: int) -> None:
+        """Ids drawn uniformly over the volume, and cursors at uniformly drawn depths."""
+        ids = [str(preload.record_id(i)) for i in preload.sample_indexes(volume, SAMPLE_SIZE, seed=volume)]
+        scope = PageQuery(limit=PAGE_LIMIT).scope()
+        deep = preload.sample_indexes(volume - 1, SAMPLE_SIZE, seed=volume + 1)
+        cursors = [cursor.encode(preload.record_id(i + 1), scope, self.key) for i in deep]
+        k6.write_samples(self.plan.out / f"samples-{volume}.json", ids, cursors, preload.payload_body())
+
+    def probe(self, volume: int) -> dict:
+        """Each candidate operation alone, one at a time: its unloaded median in ms."""
+        path = self.k6("probe", volume, mode="closed", vus=1, ops=",".join(self.candidates),
+                       duration=self.plan.probe_seconds)
+        return {op: figures["p50_ms"] for op, figures in k6.figures(path, self.plan.probe_seconds).items()}
+
+    def exclude_slow(self, probe: dict) -> dict:
+        """Drop operations slower alone than the limit, here and at every larger volume."""
+        excluded = {op: f"{ms} ms alone > {self.plan.probe_limit_ms:g} ms"
+                    for op, ms in probe.items() if ms is None or ms > self.plan.probe_limit_ms}
+        self.candidates = [op for op in self.candidates if op not in excluded]
+        return excluded
+
+    def measure_capacity(self, volume: int) -> None:
+        """Closed-loop throughput of an even mix; the open-loop rate is half of it, per operation."""
+        seconds = self.plan.capacity_seconds
+        path = self.k6("capacity", volume, mode="closed", vus=self.plan.capacity_vus,
+                       ops=",".join(self.candidates), duration=seconds)
+        per_op = min(figures["requests"] for figures in k6.figures(path, seconds).values()) / seconds
+        self.capacity = {"volume": volume, "vus": self.plan.capacity_vus, "ops": list(self.candidates),
+                         "mix_per_second": round(per_op, 1),
+                         "requests_per_second": round(per_op * len(self.candidates), 1)}
+        self.rate = self.rate or max(1, int(per_op / 2))
+
+    def load(self, volume: int) -> dict:
+        """Warm up, then the measured runs; per operation the median of each figure over runs."""
+        ops = ",".join(self.candidates)
+        self.k6("warmup", volume, mode="open", ops=ops, rate=self.rate, duration=self.plan.warmup_seconds)
+        runs = [k6.figures(self.k6(f"run{n}", volume, mode="open", ops=ops, rate=self.rate,
+                                   duration=self.plan.run_seconds), self.plan.run_seconds)
+                for n in range(1, self.plan.runs + 1)]
+        return {op: _median_of_runs([run.get(op) for run in runs]) for op in self.candidates}
+
+    def contrast(self, volume: int) -> dict:
+        """A keyset page (the API's query) against an offset page at the same depths, in ms."""
+        depths = sorted(preload.sample_indexes(volume - PAGE_LIMIT, self.plan.contrast_samples, seed=7))
+        keyset, offset = [], []
+        deadline = time.monotonic() + self.plan.contrast_budget_s
+        for depth in depths:
+            if time.monotonic() > deadline:
+                break
+            after = preload.record_id(volume - 1 - depth)
+            keyset.append(_timed(lambda: self.repository.page(PageQuery(limit=PAGE_LIMIT, after=after))))
+            offset.append(_timed(lambda: self._skip_page(depth)))
+        measured = depths[: len(keyset)]
+        return {"depths": measured, "keyset_ms": keyset, "skip_ms": offset,
+                "keyset_median_ms": _median(keyset), "skip_median_ms": _median(offset)}
+
+    def _skip_page(self, depth: int) -> list:
+        records = self.repository.records
+        page = records.find({}, sort=[("_id", DESCENDING)], skip=depth, limit=PAGE_LIMIT + 1)
+        return list(page.hint(ID_INDEX))
+
+    def prepare(self, volume: int) -> dict:
+        """Grow to the volume, probe, and (first time only) measure the capacity."""
+        loaded = preload.grow(self.repository.records, self.preloaded, volume)
+        self.preloaded = max(self.preloaded, volume)
+        self.write_samples(volume)
+        probe = self.probe(volume)
+        excluded = self.exclude_slow(probe)
+        if self.capacity is None and self.candidates:
+            self.measure_capacity(volume)
+        return {"preload": loaded, "probe_p50_ms": probe, "excluded": excluded}
+
+    def level(self, volume: int) -> dict:
+        """Everything measured at one volume."""
+        probed_deep = "deep_page" in self.candidates
+        prepared = self.prepare(volume)
+        ops = self.load(volume) if self.candidates else {}
+        contrast = self.contrast(volume) if probed_deep else None
+        return {"volume": volume, **prepared, "rate_per_op": self.rate, "ops": ops, "contrast": contrast}
+
+    def bulk(self, volume: int) -> dict:
+        """Records per second through POST /data/batch against single POSTs, both closed-loop."""
+        seconds, size = self.plan.bulk_seconds, 1000
+        batch = k6.figures(self.k6("batch", volume, mode="batch", vus=2, batch_size=size, duration=seconds),
+                           seconds)["batch"]
+        single = k6.figures(self.k6("single", volume, mode="closed", vus=self.plan.capacity_vus, ops="post",
+                                    duration=seconds), seconds)["post"]
+        batch_rate = batch["requests"] * size / seconds
+        single_rate = single["requests"] / seconds
+        return {"batch_size": size, "batch_records_per_second": round(batch_rate),
+                "batch_p99_ms": batch["p99_ms"], "batch_failed": batch["failed"],
+                "single_records_per_second": round(single_rate), "single_failed": single["failed"],
+                "speedup": round(batch_rate / single_rate, 1) if single_rate else None}
+
+
+def _timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return round((time.perf_counter() - start) * 1000, 2)
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def _median_of_runs(runs: list[dict | None]) -> dict:
+    """Per figure, the median over runs; counts of failures and drops are summed."""
+    runs = [run for run in runs if run]
+    merged = {key: _median([run[key] for run in runs])
+              for key in ("p50_ms", "p99_ms", "max_ms", "throughput_rps")}
+    merged.update(failed=sum(run["failed"] for run in runs), dropped=sum(run["dropped"] for run in runs),
+                  requests=sum(run["requests"] for run in runs), runs=runs)
+    return merged
+
+
+def ratios(levels: list[dict]) -> dict:
+    """p99 at the largest volume over p99 at the smallest, for operations measured at both."""
+    first, last = levels[0]["ops"], levels[-1]["ops"]
+    return {op: round(last[op]["p99_ms"] / first[op]["p99_ms"], 2)
+            for op in first if op in last and first[op]["p99_ms"] and last[op]["p99_ms"]}
+
+
+def service_settings() -> dict:
+    """The production settings the service ran with (the defaults unless overridden)."""
+    return {"web_concurrency": int(os.environ.get("WEB_CONCURRENCY", "2")),
+            "gunicorn_threads": int(os.environ.get("GUNICORN_THREADS", "4")),
+            "mongodb_max_pool_size": int(os.environ.get("MONGODB_MAX_POOL_SIZE", "20")),
+            "mongodb_write_concern": os.environ.get("MONGODB_WRITE_CONCERN", "majority"),
+            "page_limit": PAGE_LIMIT, "record_bytes": len(json.dumps(preload.payload_body()))}
+
+
+@contextlib.contextmanager
+def scratch_database(uri: str):
+    """A repository over a database of its own, dropped afterwards."""
+    name = f"bench_{ObjectId()}"
+    client = MongoClient(uri, tz_aware=True)
+    try:
+        yield RecordRepository(client[name]["records"], client[name]["records.idempotency"], 86400)
+    finally:
+        client.drop_database(name)
+        client.close()
+
+
+def make_service(workdir: Path, uri: str, repository: RecordRepository, secret: str,
+                 env: dict | None = None) -> servers.Service:
+    """The service in front of the repository's database; `env` overrides its settings."""
+    return servers.Service(workdir, {"MONGODB_URI": uri, "MONGODB_DATABASE": repository.records.database.name,
+                                     "CURSOR_SECRET": secret, **(env or {})})
+
+
+@contextlib.contextmanager
+def session(plan: Plan, uri: str, workdir: Path):
+    """A Bench on a scratch database behind a started service."""
+    secret = secrets.token_hex(16)
+    with scratch_database(uri) as repository:
+        service = make_service(workdir, uri, repository, secret)
+        service.init_db()
+        with service:
+            yield Bench(plan, service, repository, secret)
+
+
+def benchmark(plan: Plan, uri: str, workdir: Path) -> dict:
+    """Measure every volume, then bulk ingest."""
+    with session(plan, uri, workdir) as bench:
+        levels = []
+        for volume in plan.volumes:
+            levels.append(bench.level(volume))
+            print(f"bench: {volume} records: {json.dumps(_brief(levels[-1]))}", flush=True)
+        bulk = bench.bulk(plan.volumes[-1])
+    return {"capacity": bench.capacity, "levels": levels, "ratios_p99_last_over_first": ratios(levels),
+            "bulk": bulk}
+
+
+def _brief(level: dict) -> dict:
+    return {op: (figures["p50_ms"], figures["p99_ms"]) for op, figures in level["ops"].items()}
+
+
+def write(plan: Plan, name: str, result: dict) -> Path:
+    """Write a result file under BENCH_RESULTS."""
+    plan.results.mkdir(parents=True, exist_ok=True)
+    path = plan.results / name
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def header(plan: Plan, command: str, server: str) -> dict:
+    """What every result file says about how and where it was measured."""
+    return {"command": command, "machine": machine.describe(k6.K6), "server": server,
+            "service": service_settings(),
+            "plan": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(plan).items()}}
+
+
+def main() -> None:
+    """Run the whole benchmark and write its JSON result."""
+    servers.stop_on_sigterm()
+    plan = Plan()
+    started, start_load = time.monotonic(), [round(v, 2) for v in os.getloadavg()]
+    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
+            tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        measured = benchmark(plan, uri, Path(workdir))
+    result = {"kind": "volumes", **header(plan, "make bench", server), "load_average_at_start": start_load,
+              "wall_seconds": round(time.monotonic() - started), **measured}
+    print(f"bench: wrote {write(plan, 'volumes.json', result)} in {result['wall_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The processes a benchmark drives: FerretDB (unless MONGODB_URI is given) and the service under gunicorn."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = REPO / ".venv" / "bin"
+FERRETDB_SCRIPT = REPO / "scripts" / "ferretdb.sh"
+FERRETDB_BINARY = REPO / ".tools" / "bin" / "ferretdb"
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that a killed benchmark still stops what it started."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ferretdb_version() -> str:
+    """The version line of the FerretDB binary the benchmark starts."""
+    out = subprocess.run([str(FERRETDB_BINARY), "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()[0].split(":", 1)[1].strip()
+
+
+@contextlib.contextmanager
+def database(uri: str | None):
+    """Yield (uri, server description): the given server, or a throwaway FerretDB on SQLite."""
+    if uri and uri.startswith("mongodb"):
+        yield uri, os.environ.get("BENCH_SERVER", "MongoDB at MONGODB_URI")
+        return
+    subprocess.run([str(FERRETDB_SCRIPT), "install"], check=True)
+    with tempfile.TemporaryDirectory(prefix="bench-ferretdb-") as workdir:
+        port = free_port()
+        subprocess.run([str(FERRETDB_SCRIPT), "start", workdir, str(port)], check=True, timeout=60)
+        try:
+            yield f"mongodb://127.0.0.1:{port}/", f"FerretDB {ferretdb_version()} (SQLite backend)"
+        finally:
+            subprocess.run([str(FERRETDB_SCRIPT), "stop", workdir], check=False, timeout=60)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class Service:
+    """The service exactly as deployed: gunicorn with the project's config module."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "gunicorn.log"
+        metrics = workdir / "prometheus"
+        metrics.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "BIND": f"127.0.0.1:{self.port}", "METRICS_PORT": str(free_port()),
+                    "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+                    "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"), **env}
+        self.env.pop("API_KEYS_FILE", None)
+        self.process: subprocess.Popen | None = None
+
+    def init_db(self) -> None:
+        """Create the indexes, as every deployment does before serving."""
+        done = subprocess.run([str(VENV_BIN / "flask"), "--app", "service", "init-db"], cwd=REPO,
+                              env=self.env, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"init-db failed:\n{done.stdout}{done.stderr[-2000:]}")
+
+    def start(self, timeout: float = 30) -> "Service":
+        """Start gunicorn and wait until /healthz answers."""
+        command = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "service:create_app()"]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not _answers(f"{self.url}/healthz"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the service did not start; see {self.log_path}")
+            time.sleep(0.2)
+        return self
+
+    def worker_pids(self) -> list[int]:
+        """The gunicorn workers: the master's children."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+    def worker_rss_kib(self) -> int:
+        """Resident memory of all workers together."""
+        total = 0
+        for pid in self.worker_pids():
+            with contextlib.suppress(FileNotFoundError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        return total
+
+    def stop(self) -> None:
+        """Graceful shutdown, bounded."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(40)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def __enter__(self) -> "Service":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,91 @@
+"""`make soak`: constant open-loop load for SOAK_SECONDS (default 600) at one volume.
+
+Compares p99 in the last minute with the first minute after warm-up, per operation,
+and the workers' resident memory (RSS) at the end with after warm-up. The rate and
+the operations are chosen as in `make bench` (probe, then half the capacity).
+Writes BENCH_RESULTS/soak.json.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from bench import k6, run, servers
+
+MINUTE = 60
+
+
+def sample_rss(service: servers.Service, stop: threading.Event, every: float = 5.0) -> list:
+    """(seconds since start, RSS KiB of all workers) every `every` seconds until `stop` is set."""
+    samples: list[tuple[float, int]] = []
+    start = time.monotonic()
+    while not stop.is_set():
+        samples.append((round(time.monotonic() - start, 1), service.worker_rss_kib()))
+        stop.wait(every)
+    return samples
+
+
+def minutes(path: Path, warmup: int) -> dict:
+    """p99 per whole minute after warm-up, per operation."""
+    by_op: dict = {}
+    for op, raw in k6.collect(path).items():
+        start = min(raw["times"]) + warmup
+        buckets = defaultdict(list)
+        for second, duration in zip(raw["times"], raw["durations"]):
+            if second >= start:
+                buckets[(second - start) // MINUTE].append(duration)
+        whole = sorted(buckets)[:-1] if len(buckets) > 1 else sorted(buckets)  # the last one is partial
+        by_op[op] = [round(k6.percentile(buckets[m], 0.99), 2) for m in whole]
+    return by_op
+
+
+def verdict(per_minute: dict, rss: list[tuple[float, int]], warmup: int) -> dict:
+    """Last-minute p99 over first-minute p99 per operation, and RSS growth after warm-up."""
+    ratios = {op: round(series[-1] / series[0], 2) for op, series in per_minute.items() if len(series) > 1}
+    settled = [kib for second, kib in rss if second >= warmup] or [kib for _, kib in rss]
+    growth = round((settled[-1] - settled[0]) / settled[0] * 100, 1) if settled and settled[0] else None
+    return {"p99_last_over_first_minute": ratios, "rss_kib_after_warmup": settled[0] if settled else None,
+            "rss_kib_end": settled[-1] if settled else None, "rss_growth_percent": growth}
+
+
+def soak(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int) -> dict:
+    """Prepare like `make bench` at one volume, then one long open-loop run."""
+    with run.session(plan, uri, workdir) as bench:
+        prepared = bench.prepare(volume)
+        stop = threading.Event()
+        rss: list = []
+        sampler = threading.Thread(target=lambda: rss.extend(sample_rss(bench.service, stop)))
+        sampler.start()
+        try:
+            path = bench.k6("soak", volume, mode="open", ops=",".join(bench.candidates), rate=bench.rate,
+                            duration=plan.warmup_seconds + seconds)
+        finally:
+            stop.set()
+            sampler.join()
+    per_minute = minutes(path, plan.warmup_seconds)
+    return {"volume": volume, "seconds": seconds, "rate_per_op": bench.rate, "capacity": bench.capacity,
+            **prepared, "p99_ms_per_minute": per_minute, "rss_kib": rss,
+            "whole_run": k6.figures(path, plan.warmup_seconds + seconds),
+            **verdict(per_minute, rss, plan.warmup_seconds)}
+
+
+def main() -> None:
+    """Run the soak and write its JSON result."""
+    servers.stop_on_sigterm()
+    plan = run.Plan()
+    seconds = int(os.environ.get("SOAK_SECONDS", "600"))
+    volume = int(os.environ.get("SOAK_VOLUME", "10000"))
+    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
+            tempfile.TemporaryDirectory(prefix="soak-") as workdir:
+        measured = soak(plan, uri, Path(workdir), volume, seconds)
+    result = {"kind": "soak", **run.header(plan, "make soak", server), **measured}
+    print(f"soak: {measured['p99_last_over_first_minute']}, RSS {measured['rss_growth_percent']} %")
+    print(f"soak: wrote {run.write(plan, 'soak.json', result)}")
+
+
+if __name__ == "__main__":
+    main()
