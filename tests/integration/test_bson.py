@@ -117,12 +117,19 @@ def test_unrepresentable_timestamps_are_422_not_500(api, source, timestamp):
 
 
 @pytest.mark.blackbox
-@pytest.mark.parametrize("payload", [{"a.b": 1}, {"outer": {"c.d": [1]}}, {"trailing.": "."}])
-def test_dotted_keys_round_trip_or_are_refused_by_path(api, source, payload):
-    """MongoDB 5+ stores '.' in field names, FerretDB 1.x refuses them: 201 or 422, never 500."""
+@pytest.mark.parametrize("payload", [
+    {"a.b": 1},
+    {"outer": {"c.d": [1]}},
+    {"trailing.": "."},
+    {"matrix": [[1, 2], [3, 4]]},
+    {"deep": [[[]]]},
+], ids=["dotted-key", "nested-dotted-key", "trailing-dot", "nested-arrays", "empty-nested-arrays"])
+def test_shapes_some_servers_refuse_round_trip_or_are_422(api, source, payload):
+    """MongoDB stores these; FerretDB 1.x refuses '.' in names and arrays in arrays: 201 or 422, never 500."""
     response = api.post("/data", json={"source": source, "payload": payload})
     if response.status_code == 422:
         expect.error(response, 422, "json.payload")
+        assert api.walk(source=source) == []
         return
     created = expect.record(response, 201)
     assert created["payload"] == payload
