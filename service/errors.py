@@ -8,7 +8,9 @@ import flask_smorest
 from flask import Flask, g
 from flask_smorest import abort
 from marshmallow import Schema, fields
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WTimeoutError
+from pymongo.errors import (
+    BulkWriteError, ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WriteError, WTimeoutError,
+)
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from .repository import IdempotencyConflict
@@ -55,6 +57,24 @@ def _duplicate(error: DuplicateKeyError):
     abort(409, message="A record with this id already exists.")
 
 
+# BadValue: a value within our rules that the server still will not store (FerretDB 1.x
+# refuses '.' in keys and arrays inside arrays, which MongoDB stores).
+BAD_VALUE = 2
+
+
+def _refused(error: WriteError | BulkWriteError):
+    if isinstance(error, BulkWriteError):
+        refused = {str(e["index"]): {"payload": [e.get("errmsg", "refused")]}
+                   for e in error.details.get("writeErrors", []) if e.get("code") == BAD_VALUE}
+        errors = {"json": {"records": refused}}
+    else:
+        refused = {"payload": [error.details.get("errmsg", "refused")]} if error.code == BAD_VALUE else {}
+        errors = {"json": refused}
+    if not refused:
+        _unexpected(error)
+    abort(422, message="The database cannot store this payload.", errors=errors)
+
+
 def _idempotency_conflict(error: IdempotencyConflict):
     abort(409, message="This Idempotency-Key was already used with a different body.")
 
@@ -71,6 +91,7 @@ def register(app: Flask, api: Api) -> None:
     for errors, handler in (
         (UNAVAILABLE, _unavailable),
         ((DuplicateKeyError,), _duplicate),
+        ((WriteError, BulkWriteError), _refused),
         ((IdempotencyConflict,), _idempotency_conflict),
         ((Exception,), _unexpected),
     ):

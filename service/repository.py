@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -10,11 +12,13 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from .ids import new_id
 
+log = logging.getLogger(__name__)
 SOURCE_INDEX = "source_1__id_-1"
+NOT_IMPLEMENTED = 238
 ID_INDEX = "_id_"
 EXPIRY_INDEX = "expires_at_ttl"
 
@@ -45,14 +49,18 @@ class PageQuery:
         """Bounds on `_id`; created_at is the id's time, at one-second resolution."""
         bounds: dict = {}
         if self.since is not None:
-            since = self.since + timedelta(seconds=1) if self.since.microsecond else self.since
-            bounds["$gte"] = ObjectId.from_datetime(since)
+            bounds["$gte"] = _first_id_of(math.ceil(self.since.timestamp()))
         upper = [self.after] if self.after else []
         if self.until is not None:
-            upper.append(ObjectId.from_datetime(self.until + timedelta(seconds=1)))
+            upper.append(_first_id_of(math.floor(self.until.timestamp()) + 1))
         if upper:
             bounds["$lt"] = min(upper)
         return bounds
+
+
+def _first_id_of(second: int) -> ObjectId:
+    """The smallest id made in a Unix second, clamped to what ids hold (1970 to 2106)."""
+    return ObjectId(min(max(second, 0), 2**32 - 1).to_bytes(4, "big") + bytes(8))
 
 
 def fingerprint(record: dict) -> str:
@@ -98,8 +106,16 @@ class RecordRepository:
     def insert_many(self, records: list[dict]) -> list[ObjectId]:
         """Store validated records in one unordered batch; ids in input order."""
         documents = [to_document(record) for record in records]
-        self.records.insert_many(documents, ordered=False)
-        return [document["_id"] for document in documents]
+        ids = [document["_id"] for document in documents]
+        try:
+            self.records.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            # A server that refuses some records (FerretDB: '.' in keys, nested arrays)
+            # has stored the others: remove them, so that a batch stays all or nothing.
+            if error.details.get("writeErrors"):
+                self.records.delete_many({"_id": {"$in": ids}})
+            raise
+        return ids
 
     def insert_idempotent(self, record: dict, key: str) -> tuple[dict, bool]:
         """Store a record once per (source, key); return it and whether this call stored it.
@@ -158,15 +174,29 @@ class RecordRepository:
         """Raise unless the database answers."""
         self.records.database.client.admin.command("ping")
 
+    def _ensure_key_expiry(self) -> list[str]:
+        """The TTL index that forgets Idempotency-Keys, where the server has TTL indexes.
+
+        FerretDB 1.x (the local integration server) answers NotImplemented: there keys
+        are kept, which only means a retry is recognised for longer.
+        """
+        try:
+            return self.keys.create_indexes(
+                [IndexModel([("expires_at", ASCENDING)], name=EXPIRY_INDEX, expireAfterSeconds=0)]
+            )
+        except OperationFailure as exc:
+            if exc.code != NOT_IMPLEMENTED:
+                raise
+            log.warning("the server has no TTL indexes: Idempotency-Keys will not expire")
+            return []
+
     def ensure_indexes(self) -> list[str]:
         """Create the indexes if missing (idempotent); raise IndexConflict on a mismatch."""
         try:
             created = self.records.create_indexes(
                 [IndexModel([("source", ASCENDING), ("_id", DESCENDING)], name=SOURCE_INDEX)]
             )
-            created += self.keys.create_indexes(
-                [IndexModel([("expires_at", ASCENDING)], name=EXPIRY_INDEX, expireAfterSeconds=0)]
-            )
+            created += self._ensure_key_expiry()
         except OperationFailure as exc:
             # 85 IndexOptionsConflict, 86 IndexKeySpecsConflict: never drop and recreate.
             if exc.code in (85, 86):

@@ -34,15 +34,19 @@ class RFC3339DateTime(fields.DateTime):
             parsed = datetime.fromisoformat(value.upper())
         except ValueError:
             raise self.make_error("invalid") from None
+        try:
+            parsed = parsed.astimezone(timezone.utc)
+        except OverflowError:  # 0001-01-01T00:30:00+01:00 is before year 1 in UTC
+            raise self.make_error("invalid") from None
         # MongoDB stores milliseconds: truncate here so the answer equals what is stored.
-        parsed = parsed.astimezone(timezone.utc)
         return parsed.replace(microsecond=parsed.microsecond // 1000 * 1000)
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
         value = value.astimezone(timezone.utc)  # the client is tz_aware: never naive
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        # Not strftime("%Y"): it does not pad years before 1000 to four digits.
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _path_error(path: list, message: str) -> ValidationError:
