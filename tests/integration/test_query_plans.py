@@ -108,7 +108,8 @@ def newest_id(source: str | None, depth: int) -> ObjectId:
 @pytest.mark.parametrize("known", [True, False], ids=["present", "absent"])
 def test_by_id_reads_one_index_entry(plans, known):
     repository, records = plans
-    record_id = ObjectId.from_datetime(at(1234)) if known else ObjectId.from_datetime(START - timedelta(days=1))
+    moment = at(1234) if known else START - timedelta(days=1)
+    record_id = ObjectId.from_datetime(moment)
     assert (repository.get(str(record_id)) is not None) is known
     assert_bounded(explain(records), limit=1)
 
