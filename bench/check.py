@@ -3,9 +3,10 @@
     python bench/check.py bench/results/volumes.json --max-ratio 1.10 --max-p99-ms 500
 
 Fails when any operation's p99 exceeds --max-p99-ms at any volume, when p99 at the
-largest volume over p99 at the smallest exceeds --max-ratio, when any request failed,
-or when an operation was not put under load at some volume (it was slower than the
-probe limit alone, so its p99 is unknown). Standard library only.
+largest volume over p99 at the smallest (with the same operations under load) exceeds
+--max-ratio, when any request failed, or when an operation was not put under load at
+some volume (it was slower than the probe limit alone, so its p99 is unknown).
+Standard library only.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def problems(result: dict, max_ratio: float, max_p99_ms: float) -> list[str]:
                 found.append(f"{op} at {volume}: {figures['failed']} failed requests")
     for op, ratio in result["ratios_p99_last_over_first"].items():
         if ratio > max_ratio:
-            found.append(f"{op}: p99 ratio largest/smallest volume {ratio} > {max_ratio:g}")
+            low, high = result["ratio_volumes"]
+            found.append(f"{op}: p99 at {high:,} / p99 at {low:,} records = {ratio} > {max_ratio:g}")
     return found
 
 
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     for level in result["levels"]:
         print(f"{level['volume']:>10,}: " + ", ".join(
             f"{op} p50 {f['p50_ms']} p99 {f['p99_ms']} ms" for op, f in level["ops"].items()))
-    print(f"p99 ratios largest/smallest: {result['ratios_p99_last_over_first']}")
+    print("p99 at {1:,} / p99 at {0:,} records: ".format(*result["ratio_volumes"])
+          + str(result["ratios_p99_last_over_first"]))
     found = problems(result, args.max_ratio, args.max_p99_ms)
     for line in found:
         print(f"FAIL {line}")

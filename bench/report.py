@@ -80,7 +80,10 @@ def contrast_table(result: dict) -> list[str]:
 
 def volumes_section(result: dict) -> list[str]:
     """Everything `make bench` measured."""
-    cap, bulk, svc, plan = result["capacity"] or {}, result["bulk"], result["service"], result["plan"]
+    bulk, svc, plan = result["bulk"], result["service"], result["plan"]
+    rates = result["levels"][0]["rates"]
+    capacity = result["capacity_alone_per_second"]
+    chosen = ", ".join(f"{op} {rates[op]}/s (capacity alone {capacity.get(op, '–')}/s)" for op in rates)
     preload = ", ".join(f"{lv['preload']['added']:,} in {lv['preload']['seconds']} s"
                         for lv in result["levels"])
     ratios = ", ".join(f"{LABELS[op]} **{r}**" for op, r in result["ratios_p99_last_over_first"].items())
@@ -89,14 +92,13 @@ def volumes_section(result: dict) -> list[str]:
         f"Service: gunicorn gthread, {svc['web_concurrency']} workers x {svc['gunicorn_threads']} threads, "
         f"pool {svc['mongodb_max_pool_size']}, write concern {svc['mongodb_write_concern']}, "
         f"pages of {svc['page_limit']}, records of ~{svc['record_bytes']} bytes of JSON.", "",
-        f"Open-loop (k6 constant-arrival-rate) at **{result['levels'][0]['rate_per_op']} requests/s "
-        f"per operation**, half the closed-loop capacity of an even mix of {', '.join(cap.get('ops', []))} "
-        f"({_cell(cap.get('requests_per_second'))} req/s with {cap.get('vus')} VUs at "
-        f"{cap.get('volume', 0):,} records); warm-up {plan['warmup_seconds']} s, then {plan['runs']} runs "
-        f"of {plan['run_seconds']} s, medians of the runs. Preload: {preload}. "
+        "Each operation alone under open-loop load (k6 constant-arrival-rate) at half its closed-loop "
+        f"capacity ({plan['capacity_vus']} VUs) measured at {plan['volumes'][0]:,} records, the same rate at "
+        f"every volume: {chosen}. Warm-up {plan['warmup_seconds']} s, then {plan['runs']} runs of "
+        f"{plan['run_seconds']} s; medians of the runs. Preload (insert_many): {preload}. "
         f"Whole run: {result['wall_seconds']} s.", "",
         *volume_table(result), "",
-        f"p99 at the largest volume over p99 at the smallest: {ratios or '–'}", "",
+        "p99 at {1:,} records over p99 at {0:,}: ".format(*result["ratio_volumes"]) + (ratios or "–"), "",
         "Each operation alone, one request at a time (median; an operation slower than "
         f"{plan['probe_limit_ms']:g} ms alone is not put under load at that volume or above):", "",
         *probe_table(result), "", "Keyset page vs `skip` at the same depths (pymongo, outside the API):", "",
@@ -126,8 +128,8 @@ def soak_section(result: dict) -> list[str]:
     """p99 per minute and worker memory over the soak."""
     lines = ["## Soak (`make soak`)", "", machine_line(result), "",
              f"{result['seconds']} s at {result['rate_per_op']} requests/s per operation on "
-             f"{result['volume']:,} preloaded records, after {result['plan']['warmup_seconds']} s "
-             "of warm-up.", "",
+             f"{result['volume']:,} preloaded records ({result['records_at_end']:,} at the end), after "
+             f"{result['warmup_seconds']} s of warm-up.", "",
              "| operation | p99 per minute (ms) | last / first minute |", "|---|---|---:|"]
     for op, series in result["p99_ms_per_minute"].items():
         lines.append(f"| {LABELS.get(op, op)} | {', '.join(map(str, series))} | "

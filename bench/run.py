@@ -1,9 +1,10 @@
 """`make bench`: latency of every API operation as the collection grows (see bench/README.md).
 
-For each volume: bulk-load to it, probe each operation alone, then drive open-loop load
-(warm-up, then BENCH_RUNS runs; medians reported) and time a keyset page against a
-`skip` page at the same depths. The arrival rate is chosen once, at the first volume,
-as half of the measured capacity, and held for every volume. Writes BENCH_RESULTS/volumes.json.
+For each volume: bulk-load to it, probe each operation alone, then drive each operation
+with open-loop load (warm-up, then BENCH_RUNS runs; medians reported) and time a keyset
+page against a `skip` page at the same depths. Each operation's arrival rate is chosen
+once, at the first volume, as half of its measured capacity, and held for every volume.
+Writes BENCH_RESULTS/volumes.json.
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from bench import k6, machine, preload, servers
 from service import cursor
 from service.repository import ID_INDEX, PageQuery, RecordRepository
 
-ALL_OPS = ("post", "by_id", "first_page", "deep_page")
+# Reads first: POSTs grow the collection, which must be the stated volume when it is read.
+ALL_OPS = ("by_id", "first_page", "deep_page", "post")
 PAGE_LIMIT = 100
 SAMPLE_SIZE = 20_000
+DELETE_CHUNK = 10_000
 
 
 def _env_list(name: str, default: str) -> list[str]:
@@ -47,7 +50,7 @@ class Plan:
     probe_limit_ms: float = float(os.environ.get("BENCH_PROBE_LIMIT_MS", "100"))
     capacity_seconds: int = int(os.environ.get("BENCH_CAPACITY_SECONDS", "15"))
     capacity_vus: int = int(os.environ.get("BENCH_CAPACITY_VUS", "8"))
-    rate: int = int(os.environ.get("BENCH_RATE", "0"))  # per operation; 0 = half the capacity
+    rate: int = int(os.environ.get("BENCH_RATE", "0"))  # per operation; 0 = half its capacity
     bulk_seconds: int = int(os.environ.get("BENCH_BULK_SECONDS", "10"))
     contrast_samples: int = int(os.environ.get("BENCH_CONTRAST_SAMPLES", "5"))
     contrast_budget_s: float = float(os.environ.get("BENCH_CONTRAST_BUDGET_S", "30"))
@@ -64,8 +67,8 @@ class Bench:
         self.repository = repository
         self.key = cursor.make_key(secret)
         self.candidates = list(plan.ops)
-        self.rate = plan.rate
-        self.capacity: dict | None = None
+        self.rates: dict[str, int] = {}
+        self.capacity: dict = {}
         self.preloaded = 0  # every benchmark starts on a database of its own
 
     def k6(self, label: str, volume: int, **env) -> Path:
@@ -94,25 +97,38 @@ class Bench:
         self.candidates = [op for op in self.candidates if op not in excluded]
         return excluded
 
-    def measure_capacity(self, volume: int) -> None:
-        """Closed-loop throughput of an even mix; the open-loop rate is half of it, per operation."""
+    def mix_capacity(self, volume: int, ops: list[str]) -> float:
+        """Closed loop: how many times per second the VUs get through every operation of `ops` in turn."""
         seconds = self.plan.capacity_seconds
-        path = self.k6("capacity", volume, mode="closed", vus=self.plan.capacity_vus,
-                       ops=",".join(self.candidates), duration=seconds)
-        per_op = min(figures["requests"] for figures in k6.figures(path, seconds).values()) / seconds
-        self.capacity = {"volume": volume, "vus": self.plan.capacity_vus, "ops": list(self.candidates),
-                         "mix_per_second": round(per_op, 1),
-                         "requests_per_second": round(per_op * len(self.candidates), 1)}
-        self.rate = self.rate or max(1, int(per_op / 2))
+        path = self.k6(f"capacity-{'-'.join(ops)}", volume, mode="closed", vus=self.plan.capacity_vus,
+                       ops=",".join(ops), duration=seconds)
+        return min(figures["requests"] for figures in k6.figures(path, seconds).values()) / seconds
 
-    def load(self, volume: int) -> dict:
-        """Warm up, then the measured runs; per operation the median of each figure over runs."""
-        ops = ",".join(self.candidates)
-        self.k6("warmup", volume, mode="open", ops=ops, rate=self.rate, duration=self.plan.warmup_seconds)
-        runs = [k6.figures(self.k6(f"run{n}", volume, mode="open", ops=ops, rate=self.rate,
-                                   duration=self.plan.run_seconds), self.plan.run_seconds)
-                for n in range(1, self.plan.runs + 1)]
-        return {op: _median_of_runs([run.get(op) for run in runs]) for op in self.candidates}
+    def choose_rates(self, volume: int) -> None:
+        """Per operation, half of its capacity alone (or BENCH_RATE); kept for every volume."""
+        for op in self.candidates:
+            alone = self.mix_capacity(volume, [op])
+            self.capacity[op] = round(alone, 1)
+            self.rates[op] = self.plan.rate or max(1, int(alone / 2))
+        self.forget_posts()
+
+    def forget_posts(self) -> None:
+        """Delete what the load POSTed, so the next reads see the stated volume again.
+
+        In chunks: FerretDB turns a delete into one SQL statement with a parameter per
+        document, and SQLite refuses more than 32,766 of them.
+        """
+        records, source = self.repository.records, preload.payload_body()["source"]
+        while ids := [doc["_id"] for doc in records.find({"source": source}, {"_id": 1}).limit(DELETE_CHUNK)]:
+            records.delete_many({"_id": {"$in": ids}})
+
+    def drive(self, volume: int, op: str) -> dict:
+        """One operation alone at its rate: warm-up, then the runs; the median of each figure."""
+        rate, seconds = self.rates[op], self.plan.run_seconds
+        self.k6(f"warmup-{op}", volume, mode="open", ops=op, rate=rate, duration=self.plan.warmup_seconds)
+        runs = [k6.figures(self.k6(f"run{n}-{op}", volume, mode="open", ops=op, rate=rate, duration=seconds),
+                           seconds).get(op) for n in range(1, self.plan.runs + 1)]
+        return _median_of_runs(runs)
 
     def contrast(self, volume: int) -> dict:
         """A keyset page (the API's query) against an offset page at the same depths, in ms."""
@@ -135,23 +151,24 @@ class Bench:
         return list(page.hint(ID_INDEX))
 
     def prepare(self, volume: int) -> dict:
-        """Grow to the volume, probe, and (first time only) measure the capacity."""
+        """Grow to the volume, then probe each operation and set aside the slow ones."""
         loaded = preload.grow(self.repository.records, self.preloaded, volume)
         self.preloaded = max(self.preloaded, volume)
         self.write_samples(volume)
         probe = self.probe(volume)
         excluded = self.exclude_slow(probe)
-        if self.capacity is None and self.candidates:
-            self.measure_capacity(volume)
         return {"preload": loaded, "probe_p50_ms": probe, "excluded": excluded}
 
     def level(self, volume: int) -> dict:
         """Everything measured at one volume."""
         probed_deep = "deep_page" in self.candidates
         prepared = self.prepare(volume)
-        ops = self.load(volume) if self.candidates else {}
+        if not self.rates:
+            self.choose_rates(volume)
+        ops = {op: self.drive(volume, op) for op in self.candidates}
+        self.forget_posts()
         contrast = self.contrast(volume) if probed_deep else None
-        return {"volume": volume, **prepared, "rate_per_op": self.rate, "ops": ops, "contrast": contrast}
+        return {"volume": volume, **prepared, "rates": dict(self.rates), "ops": ops, "contrast": contrast}
 
     def bulk(self, volume: int) -> dict:
         """Records per second through POST /data/batch against single POSTs, both closed-loop."""
@@ -243,8 +260,9 @@ def benchmark(plan: Plan, uri: str, workdir: Path) -> dict:
             levels.append(bench.level(volume))
             print(f"bench: {volume} records: {json.dumps(_brief(levels[-1]))}", flush=True)
         bulk = bench.bulk(plan.volumes[-1])
-    return {"capacity": bench.capacity, "levels": levels, "ratios_p99_last_over_first": ratios(levels),
-            "bulk": bulk}
+    return {"capacity_alone_per_second": bench.capacity, "levels": levels, "bulk": bulk,
+            "ratio_volumes": [plan.volumes[0], plan.volumes[-1]],
+            "ratios_p99_last_over_first": ratios(levels)}
 
 
 def _brief(level: dict) -> dict:
@@ -263,7 +281,7 @@ def header(plan: Plan, command: str, server: str) -> dict:
     """What every result file says about how and where it was measured."""
     return {"command": command, "machine": machine.describe(k6.K6), "server": server,
             "service": service_settings(),
-            "plan": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(plan).items()}}
+            "plan": {k: v for k, v in asdict(plan).items() if not isinstance(v, Path)}}
 
 
 def main() -> None:

@@ -82,8 +82,12 @@ def stages(plan) -> list[str]:
 
 
 def explain(records: RecordingCollection) -> dict:
-    """explain() of the last query the repository ran, with execution statistics."""
-    return records.cursor.clone().explain()
+    """explain() of the last query the repository ran (a clone of its cursor).
+
+    pymongo explains with the server's default verbosity, allPlansExecution, which
+    includes the winning plan's executionStats.
+    """
+    return records.cursor.explain()
 
 
 def assert_bounded(explained: dict, limit: int) -> None:
