@@ -29,7 +29,7 @@ from service.repository import ID_INDEX, PageQuery, RecordRepository
 ALL_OPS = ("by_id", "first_page", "deep_page", "post")
 PAGE_LIMIT = 100
 SAMPLE_SIZE = 20_000
-DELETE_CHUNK = 10_000
+DELETE_CHUNK = 30_000  # under SQLite's 32,766 parameters per statement (FerretDB)
 
 
 def _env_list(name: str, default: str) -> list[str]:
@@ -113,7 +113,7 @@ class Bench:
         self.forget_posts()
 
     def forget_posts(self) -> None:
-        """Delete what the load POSTed, so the next reads see the stated volume again.
+        """Delete what earlier load POSTed, so that reads see the stated volume.
 
         In chunks: FerretDB turns a delete into one SQL statement with a parameter per
         document, and SQLite refuses more than 32,766 of them.
@@ -152,6 +152,7 @@ class Bench:
 
     def prepare(self, volume: int) -> dict:
         """Grow to the volume, then probe each operation and set aside the slow ones."""
+        self.forget_posts()
         loaded = preload.grow(self.repository.records, self.preloaded, volume)
         self.preloaded = max(self.preloaded, volume)
         self.write_samples(volume)
@@ -163,11 +164,10 @@ class Bench:
         """Everything measured at one volume."""
         probed_deep = "deep_page" in self.candidates
         prepared = self.prepare(volume)
+        contrast = self.contrast(volume) if probed_deep else None
         if not self.rates:
             self.choose_rates(volume)
         ops = {op: self.drive(volume, op) for op in self.candidates}
-        self.forget_posts()
-        contrast = self.contrast(volume) if probed_deep else None
         return {"volume": volume, **prepared, "rates": dict(self.rates), "ops": ops, "contrast": contrast}
 
     def bulk(self, volume: int) -> dict:
