@@ -8,11 +8,13 @@ export MONGODB_URI ?= memory://
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
+include bench/bench.mk
+
 .DEFAULT_GOAL := help
 .PHONY: help venv run init-db test unit lint lint-python lint-infra test-integration bench soak lock clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 # The stamp is newer than both lock files only after a successful install,
 # so editing a lock file reinstalls and nothing else does.

@@ -29,7 +29,11 @@ usage() {
 }
 
 installed_version_matches() {
-    [[ -x "$FERRETDB" ]] && "$FERRETDB" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION\$"
+    local version
+    [[ -x "$FERRETDB" ]] || return 1
+    # Captured first: `--version | grep -q` can die of SIGPIPE under pipefail.
+    version=$("$FERRETDB" --version 2>/dev/null) || return 1
+    grep -q "version: $FERRETDB_VERSION\$" <<<"$version"
 }
 
 # A plain `go install github.com/FerretDB/FerretDB/cmd/ferretdb@VERSION` builds a binary that
