@@ -212,17 +212,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
-class MuteDatabase:
-    """A TCP listener that accepts connections and never answers: a hung database."""
+class LoopbackListener:
+    """A TCP listener on a free loopback port that hands each connection to `handle`."""
 
     def __init__(self):
         self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
         self.port = self._server.getsockname()[1]
         self.uri = f"mongodb://127.0.0.1:{self.port}/"
-        self._server.settimeout(0.2)
-        self._held: list[socket.socket] = []
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
     def _accept(self) -> None:
         while not self._closing.is_set():
@@ -230,49 +232,54 @@ class MuteDatabase:
                 conn, _ = self._server.accept()
             except TimeoutError:
                 continue
-            self._held.append(conn)
+            self.handle(conn)
 
-    def __enter__(self) -> "MuteDatabase":
-        self._thread.start()
+    def __enter__(self):
+        self._threads[0].start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._closing.set()
-        self._thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
         self._server.close()
+
+
+class MuteDatabase(LoopbackListener):
+    """A TCP listener that accepts connections and never answers: a hung database."""
+
+    def __init__(self):
+        super().__init__()
+        self._held: list[socket.socket] = []
+
+    def handle(self, conn: socket.socket) -> None:
+        self._held.append(conn)
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
         for conn in self._held:
             conn.close()
 
 
-class FaultProxy:
+class FaultProxy(LoopbackListener):
     """A TCP proxy to a database that can fall silent: connections stay open, bytes stop."""
 
     def __init__(self, upstream_port: int):
+        super().__init__()
         self.upstream_port = upstream_port
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.2)
-        self.port = self._server.getsockname()[1]
-        self.uri = f"mongodb://127.0.0.1:{self.port}/"
         self._flowing = threading.Event()
         self._flowing.set()
-        self._closing = threading.Event()
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
 
     def silence(self) -> None:
         """Stop forwarding in both directions, as a hung database would."""
         self._flowing.clear()
 
-    def _accept(self) -> None:
-        while not self._closing.is_set():
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-            for src, dst in ((client, upstream), (upstream, client)):
-                thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
-                self._threads.append(thread)
-                thread.start()
+    def handle(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+        for src, dst in ((client, upstream), (upstream, client)):
+            thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         src.settimeout(0.2)
@@ -293,13 +300,3 @@ class FaultProxy:
                     dst.sendall(data)
                 except OSError:
                     return
-
-    def __enter__(self) -> "FaultProxy":
-        self._threads[0].start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._closing.set()
-        for thread in self._threads:
-            thread.join(5)
-        self._server.close()
