@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,6 +20,8 @@ FERRETDB_BINARY = REPO / ".tools" / "bin" / "ferretdb"
 
 # Figures the fault tests measure, printed in the terminal summary of the run.
 FIGURES: list[str] = []
+# One cursor secret for every server of a run, as every pod of a deployment shares one.
+CURSOR_SECRET = os.environ.get("CURSOR_SECRET") or secrets.token_hex(32)
 
 
 def report(test: str, **figures) -> None:
@@ -118,6 +121,7 @@ class ServiceProcess:
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
             # gunicorn's control socket defaults to one path per user: keep servers apart.
             XDG_RUNTIME_DIR=str(self.workdir),
+            CURSOR_SECRET=CURSOR_SECRET,
         )
         env.update(overrides)
         return env

@@ -1,0 +1,57 @@
+"""Ids order: strict within a process, by clock across processes (docs/architecture.md, Ordering)."""
+from __future__ import annotations
+
+import multiprocessing
+import time
+from datetime import timedelta
+
+from bson import ObjectId
+
+from service.ids import made_at, new_id
+
+
+def make_ids(count: int, start_ns: int) -> list[tuple[int, bytes, int]]:
+    """(clock before, id, clock after) for `count` ids made from `start_ns` on."""
+    while time.time_ns() < start_ns:  # both processes start together, whenever they were spawned
+        time.sleep(0.001)
+    made = []
+    for _ in range(count):
+        before = time.time_ns()
+        record_id = new_id()
+        made.append((before, record_id.binary, time.time_ns()))
+    return made
+
+
+def test_ids_of_one_process_increase_strictly():
+    ids = [new_id() for _ in range(10_000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_ids_of_two_processes_sort_by_the_time_they_were_made():
+    """Two processes on one clock: an id made wholly after another sorts after it."""
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        start = time.time_ns() + 2 * 10**9
+        first, second = pool.starmap(make_ids, [(20_000, start), (20_000, start)])
+    assert {i[4:9] for _, i, _ in first}.isdisjoint({i[4:9] for _, i, _ in second})
+    events = sorted([(before, ObjectId(i), after) for before, i, after in first + second],
+                    key=lambda event: event[1])
+    # In id order, no id may have been made wholly before an id that sorts ahead of it.
+    latest_start = 0
+    checked = 0
+    for before, _, after in events:
+        assert after >= latest_start, "an id sorts after one that was made later"
+        latest_start = max(latest_start, before)
+        checked += 1
+    assert checked == 40_000
+    overlap = min(first[-1][2], second[-1][2]) - max(first[0][0], second[0][0])
+    assert overlap > 0, "the processes did not run at the same time: nothing was compared"
+
+
+def test_made_at_is_the_ids_time_to_the_millisecond():
+    before = time.time_ns() // 1_000_000
+    record_id = new_id()
+    after = time.time_ns() // 1_000_000
+    at = made_at(record_id)
+    assert before <= int(at.timestamp() * 1000) <= after
+    assert at.microsecond % 1000 == 0
+    assert at - record_id.generation_time < timedelta(seconds=1)
