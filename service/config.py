@@ -61,13 +61,13 @@ def _log_level(name: str, raw: str) -> str:
 
 
 SECRET_MIN_LENGTH = 32
-MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
 
 
 def _secret(name: str, raw: str) -> str:
     """Empty (checked against MONGODB_URI later) or long enough to resist guessing."""
     if raw and len(raw) < SECRET_MIN_LENGTH:
-        raise ConfigError(name, f"must be at least {SECRET_MIN_LENGTH} characters, e.g. from {MAKE_A_SECRET}")
+        raise ConfigError(name, f"must be at least {SECRET_MIN_LENGTH} characters, e.g. from {MAKE_KEY}")
     return raw
 
 
@@ -151,7 +151,7 @@ class Settings:
         if not settings.cursor_secret and not settings.in_memory:
             # Without it anyone could mint cursors offline; memory:// makes a random one.
             raise ConfigError("CURSOR_SECRET", f"is required unless MONGODB_URI is {MEMORY_URI} "
-                                               f"(same value on every pod; make one with {MAKE_A_SECRET})")
+                                               f"(same value on every pod; make one with {MAKE_KEY})")
         return settings
 
     @property

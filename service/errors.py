@@ -13,7 +13,7 @@ from pymongo.errors import (
 )
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
-from .repository import IdempotencyConflict, IdempotencyRace, MissingIndex, Refused
+from .repository import TRANSIENT_CODES, IdempotencyConflict, IdempotencyRace, MissingIndex, Refused
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "1"
@@ -51,10 +51,16 @@ class Api(flask_smorest.Api):
 
 def unavailable(error: PyMongoError) -> bool:
     """True for failures a retry can cure: no server, a dropped connection, a timeout
-    (the request's budget, maxTimeMS, wtimeout), or a write concern not satisfied."""
+    (the request's budget, maxTimeMS, wtimeout), a primary stepping down, or a write
+    concern not satisfied; for a batch, any of these on any record."""
     if isinstance(error, (ConnectionFailure, WriteConcernError)) or error.timeout:
         return True
-    return isinstance(error, BulkWriteError) and bool(error.details.get("writeConcernErrors"))
+    if getattr(error, "code", None) in TRANSIENT_CODES:
+        return True
+    if not isinstance(error, BulkWriteError):
+        return False
+    codes = {e.get("code") for e in error.details.get("writeErrors", [])}
+    return bool(error.details.get("writeConcernErrors") or codes & TRANSIENT_CODES)
 
 
 def _database_error(error: PyMongoError):

@@ -24,6 +24,9 @@ EXPIRY_INDEX = "expires_at_ttl"
 NOT_IMPLEMENTED = 238
 DUPLICATE_KEY = 11000
 MAX_TIME_EXPIRED = 50
+# Failures of the moment, not of the record (time limits, a primary stepping down, a
+# server shutting down, the network): a retry can succeed, so nothing is undone for them.
+TRANSIENT_CODES = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, MAX_TIME_EXPIRED})
 # A key document that changes under us this many times in a row (expired, taken over)
 # makes the request a 503: something is wrong, and the client's retry is safe.
 RESERVE_ATTEMPTS = 3
@@ -242,7 +245,7 @@ class RecordRepository:
             errors = {e["index"]: e for e in error.details.get("writeErrors", [])}
             duplicates = {i for i, e in errors.items() if e.get("code") == DUPLICATE_KEY}
             refused = {i: e for i, e in errors.items()
-                       if e.get("code") not in (DUPLICATE_KEY, MAX_TIME_EXPIRED)}
+                       if e.get("code") != DUPLICATE_KEY and e.get("code") not in TRANSIENT_CODES}
             if refused or (duplicates and reservation is None):
                 # A duplicate without a key is another record's id: undo, all or nothing.
                 self._remove_own(documents)
@@ -251,8 +254,8 @@ class RecordRepository:
                 if refused:
                     raise Refused(refused, batch) from None
                 raise DuplicateKeyError("an id of this request already exists", DUPLICATE_KEY) from None
-            if error.timeout or error.details.get("writeConcernErrors"):
-                raise
+            if len(duplicates) < len(errors) or error.details.get("writeConcernErrors"):
+                raise  # transient write errors, or a write concern not confirmed
             return len(duplicates) < len(documents)
 
     def _remove_own(self, documents: list[dict]) -> None:

@@ -126,3 +126,17 @@ def test_a_batch_write_concern_error_is_a_503_and_a_retry_completes_it(client, a
     assert len(stored(app)) == 2  # written, only not confirmed: nothing is undone
     retry = send(client, records(2))
     assert retry.status_code == 200 and len(stored(app)) == 2
+
+
+def test_a_transient_write_error_undoes_nothing_and_a_retry_completes_the_batch(client, app, monkeypatch):
+    """A primary stepping down under record 2 of 4: a 503, and the retry stores just the rest."""
+    with app.app_context():
+        repo = repository()
+    details = {"writeErrors": [{"index": 2, "code": 11602, "errmsg": "InterruptedDueToReplStateChange"},
+                               {"index": 3, "code": 11602, "errmsg": "InterruptedDueToReplStateChange"}]}
+    fail_after(monkeypatch, repo.records, 2, BulkWriteError(details))
+    assert send(client, records(4)).status_code == 503
+    assert len(stored(app)) == 2
+    retry = send(client, records(4))
+    assert retry.status_code == 201
+    assert [str(d["_id"]) for d in stored(app)] == retry.get_json()["ids"]

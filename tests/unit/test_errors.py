@@ -39,6 +39,9 @@ EVERY_DATABASE_ROUTE = [
     OperationFailure("operation exceeded time limit", 50),
     BulkWriteError({"writeErrors": [], "writeConcernErrors": [{"code": 100, "errmsg": "no majority"}]}),
     BulkWriteError({"writeErrors": [{"index": 0, "code": 50, "errmsg": "timed out"}]}),
+    BulkWriteError({"writeErrors": [{"index": 0, "code": 11602, "errmsg": "stepping down"},
+                                    {"index": 1, "code": 11000, "errmsg": "duplicate"}]}),
+    OperationFailure("exceeded time limit", 262),
 ], ids=lambda e: f"{type(e).__name__}-{getattr(e, 'code', '')}")
 @pytest.mark.parametrize("method, url, body, headers", EVERY_DATABASE_ROUTE)
 def test_database_unavailable_is_503_with_retry_after(client, broken, error, method, url, body, headers):

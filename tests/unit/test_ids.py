@@ -10,16 +10,15 @@ from bson import ObjectId
 from service.ids import made_at, new_id
 
 
-def make_ids(count: int, start_ns: int) -> list[tuple[int, bytes, int]]:
-    """(clock before, id, clock after) for `count` ids made from `start_ns` on."""
-    while time.time_ns() < start_ns:  # both processes start together, whenever they were spawned
-        time.sleep(0.001)
+def make_ids(barrier, results, count: int) -> None:
+    """Put (clock before, id, clock after) for `count` ids, made once both processes are ready."""
+    barrier.wait(60)  # spawning and importing take each process a different time
     made = []
     for _ in range(count):
         before = time.time_ns()
         record_id = new_id()
         made.append((before, record_id.binary, time.time_ns()))
-    return made
+    results.put(made)
 
 
 def test_ids_of_one_process_increase_strictly():
@@ -29,13 +28,20 @@ def test_ids_of_one_process_increase_strictly():
 
 def test_ids_of_two_processes_sort_by_the_time_they_were_made():
     """Two processes on one clock: an id made wholly after another sorts after it."""
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        start = time.time_ns() + 2 * 10**9
-        first, second = pool.starmap(make_ids, [(20_000, start), (20_000, start)])
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    processes = [context.Process(target=make_ids, args=(barrier, results, 20_000)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    first, second = results.get(timeout=120), results.get(timeout=120)
+    for process in processes:
+        process.join(30)
     assert {i[4:9] for _, i, _ in first}.isdisjoint({i[4:9] for _, i, _ in second})
-    events = sorted([(before, ObjectId(i), after) for before, i, after in first + second],
+    # Ids hold microseconds: within one microsecond two processes sort either way.
+    events = sorted([(before // 1000, ObjectId(i), after // 1000) for before, i, after in first + second],
                     key=lambda event: event[1])
-    # In id order, no id may have been made wholly before an id that sorts ahead of it.
+    # In id order, no id may have been made wholly (in an earlier microsecond) after one
+    # that sorts ahead of it.
     latest_start = 0
     checked = 0
     for before, _, after in events:
