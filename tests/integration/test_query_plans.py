@@ -4,7 +4,8 @@ For each query shape (by id; first page; deep page; with and without `source`; w
 `since`/`until`), the repository's own query is captured and explained: the winning
 plan walks an index (no collection scan, no in-memory SORT stage) and examines at most
 limit + 1 index keys and documents however deep the page. That is why latency does not
-grow with the collection. MongoDB only: FerretDB has no comparable explain.
+grow with the collection. MongoDB only: FerretDB has no comparable explain. The same
+bounds per shard, through mongos, are in test_sharding.
 """
 from __future__ import annotations
 
@@ -16,33 +17,13 @@ from pymongo import MongoClient
 
 from service.repository import PageQuery, RecordRepository, to_document
 
+from .explain import RecordingCollection, assert_bounded, explain
+
 pytestmark = pytest.mark.mongodb_only("explain() plans; FerretDB has no comparable explain")
 
 SOURCES = ("plan-a", "plan-b", "plan-c")
 PER_SOURCE = 1500
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-INDEX_STAGES = {"IXSCAN", "IDHACK", "EXPRESS_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN"}
-
-
-class RecordingCollection:
-    """A collection that keeps the last cursor it handed out, so its plan can be explained."""
-
-    def __init__(self, collection):
-        self.collection = collection
-        self.cursor = None
-
-    def __getattr__(self, name):
-        return getattr(self.collection, name)
-
-    def find(self, *args, **kwargs):
-        self.cursor = self.collection.find(*args, **kwargs)
-        return self.cursor
-
-    def find_one(self, filter=None, *args, **kwargs):
-        """pymongo's find_one, going through find() so that the cursor is kept."""
-        for document in self.find(filter, *args, **kwargs).limit(-1):
-            return document
-        return None
 
 
 def at(i: int) -> datetime:
@@ -65,40 +46,6 @@ def plans(mongodb_uri, database_name):
     yield repository, records
     client.drop_database(database.name)
     client.close()
-
-
-def stages(plan) -> list[str]:
-    """Every stage name in a plan tree (classic, SBE queryPlan or per shard)."""
-    found = []
-    if isinstance(plan, dict):
-        if isinstance(plan.get("stage"), str):
-            found.append(plan["stage"])
-        for value in plan.values():
-            found += stages(value)
-    elif isinstance(plan, list):
-        for item in plan:
-            found += stages(item)
-    return found
-
-
-def explain(records: RecordingCollection) -> dict:
-    """explain() of the last query the repository ran (a clone of its cursor).
-
-    pymongo explains with the server's default verbosity, allPlansExecution, which
-    includes the winning plan's executionStats.
-    """
-    return records.cursor.explain()
-
-
-def assert_bounded(explained: dict, limit: int) -> None:
-    """An index walk, no in-memory sort, and at most limit + 1 keys and documents examined."""
-    plan_stages = stages(explained["queryPlanner"]["winningPlan"])
-    assert INDEX_STAGES & set(plan_stages), plan_stages
-    assert "COLLSCAN" not in plan_stages, plan_stages
-    assert not {"SORT", "SORT_KEY_GENERATOR"} & set(plan_stages), plan_stages
-    stats = explained["executionStats"]
-    assert stats["totalKeysExamined"] <= limit + 1, stats["totalKeysExamined"]
-    assert stats["totalDocsExamined"] <= limit + 1, stats["totalDocsExamined"]
 
 
 def newest_id(source: str | None, depth: int) -> ObjectId:
