@@ -143,7 +143,7 @@ def test_page_with_source_reaches_only_its_shards(layout, loaded, repository, wh
     stage, shards = reached(explained)
     assert shards == layout[source]
     assert stage == ("SINGLE_SHARD" if len(shards) == 1 else "SHARD_MERGE_SORT")
-    assert_bounded(explained, limit=limit + 1)
+    assert_bounded(explained, max_rows=limit + 1)
 
 
 @pytest.mark.parametrize("limit", [1, 100, 1000])
@@ -161,7 +161,7 @@ def test_page_without_source_is_broadcast_and_bounded_per_shard(cluster, loaded,
     assert [r["_id"] for r in page] == sorted((r["_id"] for r in page), reverse=True)
     explained = explain(records)
     assert reached(explained) == ("SHARD_MERGE_SORT", set(shards))
-    assert_bounded(explained, limit=limit + 1)
+    assert_bounded(explained, max_rows=limit + 1)
 
 
 def test_read_by_id_is_broadcast_and_reads_one_key_per_shard(cluster, layout, loaded, repository, api):
@@ -173,7 +173,7 @@ def test_read_by_id_is_broadcast_and_reads_one_key_per_shard(cluster, layout, lo
         assert stored is not None and stored["source"] == source
         explained = explain(records)
         assert reached(explained) == ("SHARD_MERGE", set(shards))
-        assert_bounded(explained, limit=1)
+        assert_bounded(explained, max_rows=1)
         body = expect.record(api.get(f"/data/{record_id}"), 200)
         assert (body["id"], body["source"]) == (record_id, source)
 
