@@ -18,8 +18,8 @@ from .repository import TRANSIENT_CODES, IdempotencyConflict, IdempotencyRace, M
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "1"
 UNAVAILABLE_MESSAGE = "The database is unavailable; retry later."
-# BadValue: a value within our rules that the server still will not store (FerretDB 1.x
-# refuses '.' in keys and arrays inside arrays, which MongoDB stores).
+# BadValue: a value within our rules that the server still will not store (an older or
+# stricter MongoDB-compatible server may refuse a shape MongoDB accepts): the client's 422.
 BAD_VALUE = 2
 
 

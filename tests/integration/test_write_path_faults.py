@@ -75,8 +75,8 @@ KILL_POINTS = {
 
 
 @needs_ferretdb
-def test_a_keyed_batch_killed_mid_write_is_stored_exactly_once_on_retry(start_service, tmp_path):
-    database = harness.FerretDB(tmp_path / "ferretdb").start()
+def test_a_keyed_batch_killed_mid_write_is_stored_exactly_once_on_retry(start_service):
+    database = harness.FerretDB().start()
     name = harness.unique("wp")
     direct = Direct(database.uri, name)
     try:
