@@ -58,7 +58,8 @@ class Gate:
 def plans(mongodb_uri, database_name):
     """A repository over a collection of 4,500 records in 3 sources, indexes made by the real command path."""
     recorder = FindRecorder()
-    client = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True, event_listeners=[recorder])
+    client = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True,
+                         event_listeners=[recorder])
     database = client[f"{database_name}_plans"]
     records = RecordingCollection(database["records"])
     repository = RecordRepository(records, database["records.idempotency"], 86400)
