@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from .db import repository
@@ -12,12 +12,18 @@ from .repository import IndexConflict
 @click.command("init-db")
 @with_appcontext
 def init_db() -> None:
-    """Create the indexes the queries rely on (idempotent; fails on a conflicting index)."""
+    """Create the indexes the queries rely on, and match the TTL index to RETENTION_DAYS.
+
+    Idempotent; fails on a conflicting index and never drops any index but the
+    retention one.
+    """
     try:
         created = repository().ensure_indexes()
+        retention = repository().ensure_retention(current_app.config["SETTINGS"].retention_days)
     except IndexConflict as exc:
-        raise click.ClickException(f"index conflict, nothing changed: {exc}") from exc
+        raise click.ClickException(f"index conflict, no existing index changed: {exc}") from exc
     click.echo(f"indexes ready: {', '.join(created)}")
+    click.echo(retention)
 
 
 # source first: a page of one producer targets only the chunks of that producer;

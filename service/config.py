@@ -1,9 +1,10 @@
 """Settings read from the environment, validated once at start-up."""
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 MEMORY_URI = "memory://"
 
@@ -83,6 +84,21 @@ def _optional_path(name: str, raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _optional_integer(low: int, high: int):
+    """An integer within bounds, or None when the variable is empty (a derived default)."""
+    parse = _integer(low, high)
+    return lambda name, raw: parse(name, raw) if raw.strip() else None
+
+
+# The feed serves only records whose id is older than FEED_SETTLE_SECONDS. A write makes
+# its id inside its request and ends within MONGODB_REQUEST_TIMEOUT_MS of it, so the window
+# must cover that budget, plus the clock skew between pods (ids follow each pod's clock) and
+# the network and server slack of the last operation: at least SETTLE_SLACK_SECONDS more.
+# The default adds CLOCK_SKEW_ALLOWANCE_SECONDS instead. docs/architecture.md, "Feed".
+SETTLE_SLACK_SECONDS = 1
+CLOCK_SKEW_ALLOWANCE_SECONDS = 5
+
+
 def setting(env: str, parse, default=None, doc: str = ""):
     """Declare a setting: its variable, parser, default (None = required) and meaning."""
     return field(metadata={"env": env, "parse": parse, "default": default, "doc": doc})
@@ -135,6 +151,11 @@ class Settings:
     metrics_port: int = setting("METRICS_PORT", _integer(1, 65535), "9100",
                                 "port of /metrics, served by the gunicorn master")
     log_level: str = setting("LOG_LEVEL", _log_level, "INFO", "DEBUG, INFO, WARNING or ERROR")
+    feed_settle_seconds: int | None = setting(
+        "FEED_SETTLE_SECONDS", _optional_integer(1, 86400), "",
+        "age a record's id must reach before the feed serves it; empty = derived")
+    retention_days: int | None = setting("RETENTION_DAYS", _optional_integer(1, 36500), "",
+                                         "days a record is kept (TTL index by init-db); empty = forever")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -152,7 +173,22 @@ class Settings:
             # Without it anyone could mint cursors offline; memory:// makes a random one.
             raise ConfigError("CURSOR_SECRET", f"is required unless MONGODB_URI is {MEMORY_URI} "
                                                f"(same value on every pod; make one with {MAKE_KEY})")
-        return settings
+        return replace(settings, feed_settle_seconds=settings._settle_window())
+
+    def _settle_window(self) -> int:
+        """FEED_SETTLE_SECONDS as set, if the write path can honour it, else derived.
+
+        With memory:// the writes run in this process and commit at once: any window
+        of at least a second is enough (a second covers an id made just before a read).
+        """
+        budget = math.ceil(self.request_timeout_ms / 1000)
+        if self.feed_settle_seconds is None:
+            return budget + CLOCK_SKEW_ALLOWANCE_SECONDS
+        least = 1 if self.in_memory else budget + SETTLE_SLACK_SECONDS
+        if self.feed_settle_seconds < least:
+            raise ConfigError("FEED_SETTLE_SECONDS", f"must be at least {least} (MONGODB_REQUEST_TIMEOUT_MS "
+                                                     f"plus {SETTLE_SLACK_SECONDS} s), got {self.feed_settle_seconds}")
+        return self.feed_settle_seconds
 
     @property
     def in_memory(self) -> bool:

@@ -52,6 +52,8 @@ def make_repository(client, settings: Settings) -> RecordRepository:
         key_ttl_seconds=settings.idempotency_ttl_seconds,
         # No attempt writes after its request's budget; twice that covers clock skew.
         abandon_after_ms=2 * settings.request_timeout_ms,
+        # Reserved ids are written only within one budget of their making (the feed relies on it).
+        write_window_ms=settings.request_timeout_ms,
     )
 
 

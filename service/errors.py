@@ -13,7 +13,9 @@ from pymongo.errors import (
 )
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
-from .repository import TRANSIENT_CODES, IdempotencyConflict, IdempotencyRace, MissingIndex, Refused
+from .repository import (
+    TRANSIENT_CODES, IdempotencyConflict, IdempotencyRace, MissingIndex, Refused, WriteWindowClosed,
+)
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "1"
@@ -86,6 +88,10 @@ def _idempotency_race(error: IdempotencyRace):
     _retry_later("The Idempotency-Key changed during the request; retry it.")
 
 
+def _write_window_closed(error: WriteWindowClosed):
+    _retry_later("An earlier attempt with this Idempotency-Key may still be writing; retry in a moment.")
+
+
 def _refused(error: Refused):
     if any(e.get("code") != BAD_VALUE for e in error.errors.values()):
         _unexpected(error)
@@ -124,6 +130,7 @@ def register(app: Flask, api: Api) -> None:
         ((Refused,), _refused),
         ((IdempotencyConflict,), _idempotency_conflict),
         ((IdempotencyRace,), _idempotency_race),
+        ((WriteWindowClosed,), _write_window_closed),
         ((Exception,), _unexpected),
     ):
         for error in errors:

@@ -8,8 +8,8 @@ from flask_cors import CORS
 DOCS_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'")
 API_POLICY = "default-src 'none'; frame-ancestors 'none'"
-EXPOSED = ["Location", "Retry-After", "X-Request-ID"]
-ACCEPTED = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+EXPOSED = ["ETag", "Location", "Retry-After", "X-Request-ID"]
+ACCEPTED = ["Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-ID"]
 
 
 def _secure(response):
@@ -18,7 +18,8 @@ def _secure(response):
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Content-Security-Policy"] = DOCS_POLICY if is_docs else API_POLICY
     if not is_docs:
-        response.headers["Cache-Control"] = "no-store"
+        # Views that may be cached say so (GET /data/<id>); everything else never is.
+        response.headers.setdefault("Cache-Control", "no-store")
     return response
 
 

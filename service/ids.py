@@ -28,10 +28,11 @@ import itertools
 import os
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from bson import ObjectId
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _lock = threading.Lock()
 _state = {"pid": None, "random": b"", "counter": itertools.count()}
 
@@ -62,3 +63,22 @@ def made_at(record_id: ObjectId) -> datetime:
     """When `new_id` made this id, to the millisecond (MongoDB's date resolution)."""
     micros = min(int.from_bytes(record_id.binary[4:7], "big"), 999_999)
     return record_id.generation_time + timedelta(milliseconds=micros // 1000)
+
+
+def first_id_of_second(second: int) -> ObjectId:
+    """The smallest id made in a Unix second, clamped to what ids hold (1970 to 2106)."""
+    return ObjectId(min(max(second, 0), 2**32 - 1).to_bytes(4, "big") + bytes(8))
+
+
+def first_id_at(moment: datetime) -> ObjectId:
+    """The smallest id `new_id` makes at `moment` or later (to the microsecond)."""
+    seconds, micros = divmod(max((moment - EPOCH) // timedelta(microseconds=1), 0), 1_000_000)
+    if seconds >= 2**32:
+        return first_id_of_second(seconds)
+    return ObjectId(seconds.to_bytes(4, "big") + micros.to_bytes(3, "big") + bytes(5))
+
+
+def successor(record_id: ObjectId) -> ObjectId:
+    """The smallest id above `record_id` (the largest id is its own successor: year 2106)."""
+    value = min(int.from_bytes(record_id.binary, "big") + 1, 2**96 - 1)
+    return ObjectId(value.to_bytes(12, "big"))

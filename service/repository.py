@@ -8,18 +8,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import orjson
+import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from .ids import made_at, new_id
+from .ids import first_id_of_second, made_at, new_id
 
 log = logging.getLogger(__name__)
 SOURCE_INDEX = "source_1__id_-1"
 ID_INDEX = "_id_"
 EXPIRY_INDEX = "expires_at_ttl"
+RETENTION_INDEX = "created_at_ttl"
 # Server error codes this module acts on.
 NOT_IMPLEMENTED = 238
 DUPLICATE_KEY = 11000
@@ -40,6 +42,10 @@ class IdempotencyConflict(Exception):
 
 class IdempotencyRace(Exception):
     """The key document kept changing under this request (expired, taken over): retry."""
+
+
+class WriteWindowClosed(Exception):
+    """An earlier attempt of this key may still be writing its ids: retry in a moment."""
 
 
 class IndexConflict(RuntimeError):
@@ -91,18 +97,13 @@ class PageQuery:
         """Bounds on `_id`; created_at is the id's time, at one-second resolution."""
         bounds: dict = {}
         if self.since is not None:
-            bounds["$gte"] = _first_id_of(math.ceil(self.since.timestamp()))
+            bounds["$gte"] = first_id_of_second(math.ceil(self.since.timestamp()))
         upper = [self.after] if self.after else []
         if self.until is not None:
-            upper.append(_first_id_of(math.floor(self.until.timestamp()) + 1))
+            upper.append(first_id_of_second(math.floor(self.until.timestamp()) + 1))
         if upper:
             bounds["$lt"] = min(upper)
         return bounds
-
-
-def _first_id_of(second: int) -> ObjectId:
-    """The smallest id made in a Unix second, clamped to what ids hold (1970 to 2106)."""
-    return ObjectId(min(max(second, 0), 2**32 - 1).to_bytes(4, "big") + bytes(8))
 
 
 def _canonical(record: dict) -> dict:
@@ -164,14 +165,21 @@ class RecordRepository:
     - a key whose records were never written is taken over by a different body once
       no attempt can still be writing (`abandon_after`, twice the request's database
       budget, which also bounds each attempt's writes: clocks of pods may differ).
+
+    No record becomes visible with an id older than `write_window` (the request's
+    database budget), which is what lets the feed serve ids older than that for good:
+    an id made in a request is written within that request's budget, a reserved id is
+    written only while it is younger than the window, and a retry that finds its
+    reserved ids older writes the missing records under fresh ids, recorded in the key.
     """
 
     def __init__(self, records: Collection, keys: Collection, key_ttl_seconds: int,
-                 abandon_after_ms: int = 10_000):
+                 abandon_after_ms: int = 10_000, write_window_ms: int = 5_000):
         self.records = records
         self.keys = keys
         self.key_ttl = timedelta(seconds=key_ttl_seconds)
         self.abandon_after = timedelta(milliseconds=abandon_after_ms)
+        self.write_window = timedelta(milliseconds=write_window_ms)
 
     def insert(self, record: dict) -> dict:
         """Store one record and return its document."""
@@ -187,9 +195,8 @@ class RecordRepository:
 
     def insert_idempotent(self, record: dict, key: str) -> tuple[dict, bool]:
         """Store a record once per (source, key); return it and whether this call stored it."""
-        reservation = self._reserve(f"{record['source']}/{key}", fingerprint(record), 1)
-        document = to_document(record, reserved_ids(reservation)[0])
-        if self._write([document], batch=False, reservation=reservation):
+        [document], created = self._store_once(f"{record['source']}/{key}", fingerprint(record), [record])
+        if created:
             return document, True
         # With the source in the filter, a sharded cluster targets one shard.
         stored = self.records.find_one({"_id": document["_id"], "source": document["source"]})
@@ -197,10 +204,55 @@ class RecordRepository:
 
     def insert_many_idempotent(self, records: list[dict], key: str) -> tuple[list[ObjectId], bool]:
         """Store a batch once per key; return its ids in input order and whether this call stored any."""
-        reservation = self._reserve(f"{BATCH_SCOPE}/{key}", batch_fingerprint(records), len(records))
+        documents, created = self._store_once(f"{BATCH_SCOPE}/{key}", batch_fingerprint(records), records,
+                                              batch=True)
+        return [document["_id"] for document in documents], created
+
+    def _store_once(self, key_id: str, digest: str, records: list[dict],
+                    batch: bool = False) -> tuple[list[dict], bool]:
+        """Write the records under the ids their key reserves; whether this call stored any."""
+        reservation, pending = self._writable(self._reserve(key_id, digest, len(records)))
+        documents = [to_document(r, i) for r, i in zip(records, reserved_ids(reservation))]
+        if not pending:
+            return documents, False
+        # Nested in the request's budget, this ends the writes when the reserved ids'
+        # window does, whichever comes first.
+        with pymongo.timeout(self._window_left(reservation)):
+            return documents, self._write(documents, batch, reservation=reservation)
+
+    def _window_left(self, reservation: dict) -> float:
+        """Seconds its ids may still be written: they are made together, or renewed
+        together (then the older ids are stored ones, which a write only meets as duplicates)."""
+        closes = made_at(max(reserved_ids(reservation))) + self.write_window
+        return (closes - datetime.now(timezone.utc)).total_seconds()
+
+    def _writable(self, reservation: dict) -> tuple[dict, bool]:
+        """The reservation to write now, and whether anything is left to write.
+
+        Ids younger than the window are written as they are (an earlier attempt may be
+        writing them too: duplicates settle it). Older ones are never written: if all are
+        stored there is nothing to do; if some are missing and no attempt can still be
+        writing them (past `abandon_after`), they get fresh ids in one conditional
+        update of the key; in between, the caller must retry a moment later.
+        """
+        if self._window_left(reservation) > 0:
+            return reservation, True
         ids = reserved_ids(reservation)
-        documents = [to_document(record, record_id) for record, record_id in zip(records, ids)]
-        return ids, self._write(documents, batch=True, reservation=reservation)
+        stored = {d["_id"] for d in self.records.find({"_id": {"$in": ids}}, {"_id": 1})}
+        if len(stored) == len(ids):
+            return reservation, False
+        if made_at(max(ids)) > datetime.now(timezone.utc) - self.abandon_after:
+            raise WriteWindowClosed(reservation["_id"])
+        fresh = [record_id if record_id in stored else new_id() for record_id in ids]
+        renewed = self.keys.find_one_and_update(
+            # record_ids None also matches a document of an earlier version (record_id).
+            {**_same_reservation(reservation), "record_ids": reservation.get("record_ids")},
+            {"$set": {"record_ids": fresh}, "$unset": {"record_id": ""}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if renewed is None:
+            raise IdempotencyRace(reservation["_id"])  # another retry renewed it first
+        return renewed, True
 
     def _reserve(self, key_id: str, digest: str, count: int) -> dict:
         """The key document of this request: found (same body), taken over, or new."""
@@ -280,20 +332,25 @@ class RecordRepository:
         return self.records.find_one({"_id": oid})
 
     def page(self, query: PageQuery) -> list[dict]:
-        """Up to limit + 1 records, newest first; the extra one says a next page exists.
+        """Up to limit + 1 records, newest first; the extra one says a next page exists."""
+        return self._walk(query.source, query.id_range(), DESCENDING, query.limit + 1)
 
-        The filter is equality on source then a range on _id, sorted on _id: the index
-        is walked from one end with no in-memory sort, whatever the depth. The hint
-        makes a missing index an error instead of a collection scan.
+    def feed(self, start: ObjectId, horizon: ObjectId, limit: int, source: str | None = None) -> list[dict]:
+        """Up to `limit` records with start <= id < horizon, oldest first."""
+        return self._walk(source, {"$gte": start, "$lt": horizon}, ASCENDING, limit)
+
+    def _walk(self, source: str | None, id_range: dict, direction: int, limit: int) -> list[dict]:
+        """One index walk: equality on source (if any), then a range on _id, in _id order.
+
+        The index is walked from one end of the range with no in-memory sort, at any
+        depth, in either direction. The hint makes a missing index an error instead of
+        a collection scan.
         """
-        selector: dict = {}
-        if query.source is not None:
-            selector["source"] = query.source
-        id_range = query.id_range()
+        selector: dict = {} if source is None else {"source": source}
         if id_range:
             selector["_id"] = id_range
-        index = SOURCE_INDEX if query.source is not None else ID_INDEX
-        cursor = self.records.find(selector, sort=[("_id", DESCENDING)], limit=query.limit + 1)
+        index = SOURCE_INDEX if source is not None else ID_INDEX
+        cursor = self.records.find(selector, sort=[("_id", direction)], limit=limit)
         try:
             return list(cursor.hint(index))
         except OperationFailure as exc:
@@ -338,6 +395,31 @@ class RecordRepository:
                 raise IndexConflict(str(exc)) from exc
             raise
         return created
+
+    def ensure_retention(self, days: int | None) -> str:
+        """Make the TTL index on created_at match `days` (None: keep forever); say what it did.
+
+        Only the index named RETENTION_INDEX is ever changed or dropped; one of that
+        name on other keys is a conflict.
+        """
+        current = self.records.index_information().get(RETENTION_INDEX)
+        seconds = None if days is None else days * 86400
+        if current is not None and (current["key"] != [("created_at", 1)] or "expireAfterSeconds" not in current):
+            raise IndexConflict(f"{RETENTION_INDEX} exists but is not a TTL index on created_at: {current}")
+        if current is None and seconds is None:
+            return "retention: records are kept forever"
+        if current is None:
+            self.records.create_index([("created_at", ASCENDING)], name=RETENTION_INDEX,
+                                      expireAfterSeconds=seconds)
+            return f"retention: {RETENTION_INDEX} created, records expire after {days} days"
+        if seconds is None:
+            self.records.drop_index(RETENTION_INDEX)
+            return f"retention: {RETENTION_INDEX} dropped, records are kept forever"
+        if current["expireAfterSeconds"] != seconds:
+            self.records.database.command("collMod", self.records.name,
+                                          index={"name": RETENTION_INDEX, "expireAfterSeconds": seconds})
+            return f"retention: {RETENTION_INDEX} changed, records expire after {days} days"
+        return f"retention: records expire after {days} days (unchanged)"
 
 
 def _same_reservation(reservation: dict) -> dict:

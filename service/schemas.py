@@ -193,6 +193,33 @@ class RecordQuerySchema(Schema):
             raise ValidationError("must not be before since", "until")
 
 
+class FeedQuerySchema(Schema):
+    """Where the feed starts, and how much of it one page holds."""
+
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    source = source_field()
+    after = fields.String(metadata={"description": "`next` of an earlier page (same `source`)"})
+    since = RFC3339DateTime(metadata={"description": "start at the first record created at or after this"})
+
+    @validates_schema
+    def _one_start(self, data, **kwargs):
+        if "after" in data and "since" in data:
+            raise ValidationError({name: ["Give either after or since, not both."] for name in ("after", "since")})
+
+
+class FeedPageSchema(Schema):
+    """One page of the feed, oldest first, and the checkpoint after it."""
+
+    items = fields.List(fields.Nested(RecordSchema))
+    next = fields.String(
+        required=True,
+        metadata={"description": "pass as `after` to continue; always present, also after an empty page"},
+    )
+
+
 class IdempotencyHeaderSchema(Schema):
     """The optional key that makes a POST safe to retry."""
 

@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import wraps
 
-from flask import current_app, url_for
+from flask import current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 
-from .. import cursor
+from .. import cursor, feed
 from ..auth import SCHEME_NAME, require_key
 from ..db import repository
 from ..repository import PageQuery
 from ..schemas import (
-    BatchInSchema, BatchOutSchema, IdempotencyHeaderSchema, RecordInSchema,
-    RecordPageSchema, RecordQuerySchema, RecordSchema,
+    BatchInSchema, BatchOutSchema, FeedPageSchema, FeedQuerySchema, IdempotencyHeaderSchema,
+    RecordInSchema, RecordPageSchema, RecordQuerySchema, RecordSchema,
 )
 from .parser import StrictBlueprint
 
@@ -31,6 +32,26 @@ def protected(view):
     view = blp.doc(security=[{SCHEME_NAME: []}])(view)
     view = blp.alt_response(401, description="No API key, or an unknown one.")(view)
     return blp.alt_response(403, description="The API key lacks the scope.")(view)
+
+
+# Records never change: a private cache (a browser, a client library) may keep one for
+# a year without asking again; shared caches may not (responses can need an API key).
+IMMUTABLE = "private, max-age=31536000, immutable"
+CACHEABLE = {"description": "The record; cache it privately, revalidate with If-None-Match.",
+             "headers": {"ETag": {"schema": {"type": "string"}, "description": "strong entity tag"},
+                         "Cache-Control": {"schema": {"type": "string"}, "example": IMMUTABLE}}}
+
+
+def cacheable(view):
+    """Give the view's 200 a strong ETag (a digest of the body) and a Cache-Control for a
+    private cache; answer a matching If-None-Match with 304 and no body."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        response = view(*args, **kwargs)
+        response.add_etag()
+        response.headers["Cache-Control"] = IMMUTABLE
+        return response.make_conditional(request)
+    return wrapper
 
 
 def _created(document: dict, status: int):
@@ -93,7 +114,9 @@ class RecordItem(MethodView):
     """One record."""
 
     @protected
-    @blp.response(200, RecordSchema)
+    @cacheable
+    @blp.response(200, RecordSchema, **CACHEABLE)
+    @blp.alt_response(304, description="If-None-Match holds the current ETag: no body.")
     @blp.alt_response(404, description="No record has this id.")
     @blp.alt_response(503, **UNAVAILABLE)
     def get(self, record_id):
@@ -131,3 +154,27 @@ class RecordBatch(MethodView):
         else:
             ids, created = repository().insert_many_idempotent(batch["records"], idempotency_key)
         return {"ids": [str(record_id) for record_id in ids]}, 201 if created else 200
+
+
+@blp.route("/feed")
+class RecordFeed(MethodView):
+    """Every record once, oldest first."""
+
+    @protected
+    @blp.arguments(FeedQuerySchema, location="query", unknown="raise")
+    @blp.response(200, FeedPageSchema)
+    @blp.alt_response(503, **UNAVAILABLE)
+    def get(self, args):
+        """Follow every record exactly once, oldest first
+
+        Start with no position (the oldest record), `since`, or `after` (the `next`
+        of an earlier page, always present, also after an empty page: store it and
+        poll again). Records appear once their id is older than FEED_SETTLE_SECONDS,
+        when no record with an older id can appear any more: a consumer that follows
+        `next` sees every record once, in ascending id order.
+        """
+        try:
+            return feed.read(repository(), args, current_app.config["CURSOR_KEY"],
+                             current_app.config["SETTINGS"].feed_settle_seconds)
+        except feed.InvalidCheckpoint as exc:
+            abort(422, errors={"query": {"after": [str(exc)]}}, message="Invalid checkpoint.")

@@ -16,7 +16,7 @@ def test_openapi_documents_every_route_and_status(client):
     spec = client.get("/openapi.json").get_json()
     assert spec["openapi"].startswith("3.1")
     paths = spec["paths"]
-    assert set(paths) == {"/data", "/data/{record_id}", "/data/batch", "/healthz", "/readyz"}
+    assert set(paths) == {"/data", "/data/{record_id}", "/data/batch", "/data/feed", "/healthz", "/readyz"}
     post = set(paths["/data"]["post"]["responses"])
     assert {"201", "200", "400", "409", "413", "415", "422", "503"} <= post
     assert {"200", "422", "503"} <= set(paths["/data"]["get"]["responses"])
