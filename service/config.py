@@ -186,8 +186,9 @@ class Settings:
             return budget + CLOCK_SKEW_ALLOWANCE_SECONDS
         least = 1 if self.in_memory else budget + SETTLE_SLACK_SECONDS
         if self.feed_settle_seconds < least:
-            raise ConfigError("FEED_SETTLE_SECONDS", f"must be at least {least} (MONGODB_REQUEST_TIMEOUT_MS "
-                                                     f"plus {SETTLE_SLACK_SECONDS} s), got {self.feed_settle_seconds}")
+            raise ConfigError("FEED_SETTLE_SECONDS",
+                              f"must be at least {least} (MONGODB_REQUEST_TIMEOUT_MS plus "
+                              f"{SETTLE_SLACK_SECONDS} s), got {self.feed_settle_seconds}")
         return self.feed_settle_seconds
 
     @property

@@ -404,7 +404,8 @@ class RecordRepository:
         """
         current = self.records.index_information().get(RETENTION_INDEX)
         seconds = None if days is None else days * 86400
-        if current is not None and (current["key"] != [("created_at", 1)] or "expireAfterSeconds" not in current):
+        ours = current is None or (current["key"] == [("created_at", 1)] and "expireAfterSeconds" in current)
+        if not ours:
             raise IndexConflict(f"{RETENTION_INDEX} exists but is not a TTL index on created_at: {current}")
         if current is None and seconds is None:
             return "retention: records are kept forever"

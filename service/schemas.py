@@ -207,7 +207,8 @@ class FeedQuerySchema(Schema):
     @validates_schema
     def _one_start(self, data, **kwargs):
         if "after" in data and "since" in data:
-            raise ValidationError({name: ["Give either after or since, not both."] for name in ("after", "since")})
+            message = ["Give either after or since, not both."]
+            raise ValidationError({"after": message, "since": message})
 
 
 class FeedPageSchema(Schema):

@@ -109,3 +109,25 @@ def unused_tcp_port_listener():
     """A loopback port that accepts connections and never says a word."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         yield server.getsockname()[1]
+
+
+def test_the_feed_window_defaults_to_the_request_budget_plus_a_skew_allowance():
+    assert Settings.from_env(REAL).feed_settle_seconds == 10
+    assert Settings.from_env({**REAL, "MONGODB_REQUEST_TIMEOUT_MS": "1500"}).feed_settle_seconds == 7
+
+
+@pytest.mark.parametrize("environ, accepted", [
+    ({**REAL, "FEED_SETTLE_SECONDS": "6"}, True),
+    ({**REAL, "FEED_SETTLE_SECONDS": "5"}, False),
+    ({**REAL, "MONGODB_REQUEST_TIMEOUT_MS": "1000", "FEED_SETTLE_SECONDS": "2"}, True),
+    ({**REAL, "MONGODB_REQUEST_TIMEOUT_MS": "1001", "FEED_SETTLE_SECONDS": "2"}, False),
+    ({"MONGODB_URI": "memory://", "FEED_SETTLE_SECONDS": "1"}, True),
+    ({"MONGODB_URI": "memory://", "FEED_SETTLE_SECONDS": "0"}, False),
+    ({"MONGODB_URI": "memory://", "FEED_SETTLE_SECONDS": "soon"}, False),
+])
+def test_a_feed_window_shorter_than_the_write_path_allows_is_refused(environ, accepted):
+    if accepted:
+        assert Settings.from_env(environ).feed_settle_seconds == int(environ["FEED_SETTLE_SECONDS"])
+        return
+    with pytest.raises(ConfigError, match="^configuration error: FEED_SETTLE_SECONDS "):
+        Settings.from_env(environ)
