@@ -258,11 +258,13 @@ class MuteDatabase(LoopbackListener):
 
 
 class FaultProxy(LoopbackListener):
-    """A TCP proxy to a database that can fall silent: connections stay open, bytes stop."""
+    """A TCP proxy to a database that can fall silent (connections stay open, bytes stop),
+    and that can hold each message to the database for `delay()` seconds: a slow network."""
 
-    def __init__(self, upstream_port: int):
+    def __init__(self, upstream_port: int, delay=None):
         super().__init__()
         self.upstream_port = upstream_port
+        self.delay = delay
         self._flowing = threading.Event()
         self._flowing.set()
 
@@ -271,13 +273,26 @@ class FaultProxy(LoopbackListener):
         self._flowing.clear()
 
     def handle(self, client: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-        for src, dst in ((client, upstream), (upstream, client)):
-            thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+        except OSError:  # the database is down: refuse this connection, keep accepting others
+            client.close()
+            return
+        for src, dst, delay in ((client, upstream, self.delay), (upstream, client, None)):
+            thread = threading.Thread(target=self._pump, args=(src, dst, delay), daemon=True)
             self._threads.append(thread)
             thread.start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _hold(self, delay) -> bool:
+        """Wait out the delay and any silence; False when the proxy is closing."""
+        if delay is not None:
+            time.sleep(delay())
+        while not self._flowing.wait(0.2):
+            if self._closing.is_set():
+                return False
+        return True
+
+    def _pump(self, src: socket.socket, dst: socket.socket, delay=None) -> None:
         src.settimeout(0.2)
         with src, dst:
             while not self._closing.is_set():
@@ -287,11 +302,8 @@ class FaultProxy(LoopbackListener):
                     continue
                 except OSError:
                     return
-                if not data:
+                if not data or not self._hold(delay):
                     return
-                while not self._flowing.wait(0.2):
-                    if self._closing.is_set():
-                        return
                 try:
                     dst.sendall(data)
                 except OSError:

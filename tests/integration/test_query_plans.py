@@ -117,3 +117,34 @@ def test_page_reads_at_most_limit_plus_one(plans, shape, limit):
     page = repository.page(PageQuery(limit=limit, after=after, **spec))
     assert 0 < len(page) <= limit + 1
     gate.check(SOURCE_INDEX if "source" in spec else ID_INDEX, max_rows=limit + 1)
+
+
+FEED_SHAPES = {
+    "from the start": dict(),
+    "from the start, source": dict(source="plan-b"),
+    "deep checkpoint": dict(depth=3000),
+    "deep checkpoint, source": dict(source="plan-b", depth=1200),
+    "near the end": dict(depth=PER_SOURCE * len(SOURCES) - 50),
+    "near the end, source": dict(source="plan-c", depth=PER_SOURCE - 30),
+    "horizon inside the data": dict(depth=1000, horizon=2000),
+    "horizon inside the data, source": dict(source="plan-a", depth=300, horizon=2000),
+}
+
+
+def oldest_id(source: str | None, depth: int) -> ObjectId:
+    """The id `depth` records above the oldest one (of `source`, if given): a checkpoint position."""
+    position = depth if source is None else SOURCES.index(source) + len(SOURCES) * depth
+    return ObjectId.from_datetime(at(position))
+
+
+@pytest.mark.parametrize("limit", [1, 100, 1000])
+@pytest.mark.parametrize("shape", list(FEED_SHAPES), ids=list(FEED_SHAPES))
+def test_feed_page_reads_at_most_limit_plus_one(plans, shape, limit):
+    """The feed walks the same indexes upwards: `_id_`, or `source_1__id_-1` backwards."""
+    repository, gate = plans
+    spec = dict(FEED_SHAPES[shape])
+    start = oldest_id(spec.get("source"), spec.pop("depth", 0))
+    horizon = ObjectId.from_datetime(at(spec.pop("horizon"))) if "horizon" in spec else ObjectId()
+    page = repository.feed(start, horizon, limit, spec.get("source"))
+    assert 0 < len(page) <= limit and page == sorted(page, key=lambda d: d["_id"])
+    gate.check(SOURCE_INDEX if "source" in spec else ID_INDEX, max_rows=limit + 1)
