@@ -13,10 +13,13 @@ from __future__ import annotations
 import random
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import requests
 from pymongo import MongoClient
+
+from service.ids import made_at
 
 from . import harness
 
@@ -125,6 +128,15 @@ class NaiveFollower(threading.Thread):
             last = found[-1]["_id"] if found else last
 
 
+def renewed_keys(uri: str, database: str) -> int:
+    """Keys whose ids were renewed by a retry: ids made a budget or more after the key was reserved."""
+    ttl = timedelta(seconds=86400)  # IDEMPOTENCY_TTL_SECONDS: expires_at is the reservation time + it
+    with MongoClient(uri, tz_aware=True) as client:
+        keys = client[database]["records.idempotency"].find()
+        budget = timedelta(milliseconds=int(BUDGET_MS))
+        return sum(made_at(k["record_ids"][0]) - (k["expires_at"] - ttl) >= budget for k in keys)
+
+
 def run(database_uri: str, database: str, start_service, outage=None) -> dict:
     """Write RECORDS records under a consumer; `outage(acked)` may break the database meanwhile."""
     settings = dict(MONGODB_DATABASE=database, MONGODB_REQUEST_TIMEOUT_MS=BUDGET_MS,
@@ -163,7 +175,8 @@ def run(database_uri: str, database: str, start_service, outage=None) -> dict:
                    duplicates=len(delivered) - len(set(delivered)),
                    missing=len(expected - set(delivered)), unexpected=len(set(delivered) - expected),
                    retries=stats["retries"], consumer_errors=consumer.errors,
-                   writes_s=round(written_s, 1), naive_follower_missed=len(expected - naive.seen))
+                   writes_s=round(written_s, 1), naive_follower_missed=len(expected - naive.seen),
+                   renewed_ids=renewed_keys(database_uri, database))
     assert delivered == sorted(delivered), "the feed went back in id order"
     assert (figures["duplicates"], figures["missing"], figures["unexpected"]) == (0, 0, 0), figures
     by_key = {item["payload"]["key"]: item["id"] for item in consumer.delivered}
