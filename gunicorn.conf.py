@@ -17,8 +17,10 @@ import os
 import shutil
 import tempfile
 
-# Before anything imports prometheus_client (see above).
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="data-ingest-metrics-"))
+# Before anything imports prometheus_client (see above). A directory is made only when
+# none is configured: gunicorn may load this file more than once.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="data-ingest-metrics-")
 
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server  # noqa: E402
 

@@ -13,9 +13,9 @@ from .jsonprovider import OrjsonProvider
 from .version import VERSION
 
 
-def create_app(overrides: Mapping[str, str] | None = None) -> Flask:
-    """Build the app from the environment; `overrides` replaces variables (tests)."""
-    settings = Settings.from_env({**os.environ, **(overrides or {})})
+def create_app(environ: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from `environ`, all of it (tests), or else from the process environment."""
+    settings = Settings.from_env(os.environ if environ is None else environ)
     app = Flask(__name__, static_url_path="/docs/static")
     app.json = OrjsonProvider(app)
     configure(app, settings)

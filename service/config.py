@@ -60,7 +60,14 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
-def _verbatim(name: str, raw: str) -> str:
+SECRET_MIN_LENGTH = 32
+MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+
+
+def _secret(name: str, raw: str) -> str:
+    """Empty (checked against MONGODB_URI later) or long enough to resist guessing."""
+    if raw and len(raw) < SECRET_MIN_LENGTH:
+        raise ConfigError(name, f"must be at least {SECRET_MIN_LENGTH} characters, e.g. from {MAKE_KEY}")
     return raw
 
 
@@ -92,7 +99,9 @@ class Settings:
     timeout_ms: int = setting("MONGODB_TIMEOUT_MS", _integer(100, 60_000), "2000",
                               "server selection and connect timeout")
     socket_timeout_ms: int = setting("MONGODB_SOCKET_TIMEOUT_MS", _integer(100, 120_000), "5000",
-                                     "socket read timeout of one database operation")
+                                     "socket read timeout of one operation outside requests (CLI)")
+    request_timeout_ms: int = setting("MONGODB_REQUEST_TIMEOUT_MS", _integer(100, 120_000), "5000",
+                                      "total database time of one request (pymongo timeout())")
     max_pool_size: int = setting("MONGODB_MAX_POOL_SIZE", _integer(1, 500), "20",
                                  "connections per worker process")
     write_concern: str | int = setting("MONGODB_WRITE_CONCERN", _write_concern, "majority",
@@ -107,8 +116,8 @@ class Settings:
                                      "most records in one POST /data/batch")
     idempotency_ttl_seconds: int = setting("IDEMPOTENCY_TTL_SECONDS", _integer(60, 90 * 86400), "86400",
                                            "how long an Idempotency-Key is remembered")
-    cursor_secret: str = setting("CURSOR_SECRET", _verbatim, "",
-                                 "key that signs page cursors; same value on every pod")
+    cursor_secret: str = setting("CURSOR_SECRET", _secret, "",
+                                 "key that signs page cursors; required unless memory://")
     api_keys_file: str | None = setting("API_KEYS_FILE", _optional_path, "",
                                         "file of hashed API keys; unset = no authentication")
     cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", _origins, "",
@@ -138,7 +147,12 @@ class Settings:
             if raw is None:
                 raise ConfigError(meta["env"], "is required")
             values[f.name] = meta["parse"](meta["env"], str(raw))
-        return cls(**values)
+        settings = cls(**values)
+        if not settings.cursor_secret and not settings.in_memory:
+            # Without it anyone could mint cursors offline; memory:// makes a random one.
+            raise ConfigError("CURSOR_SECRET", f"is required unless MONGODB_URI is {MEMORY_URI} "
+                                               f"(same value on every pod; make one with {MAKE_KEY})")
+        return settings
 
     @property
     def in_memory(self) -> bool:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import re
+import secrets
 
 from bson import ObjectId
 
@@ -24,7 +25,13 @@ class InvalidCursor(ValueError):
 
 
 def make_key(secret: str) -> bytes:
-    """Turn the configured secret, of any length, into a BLAKE2b key."""
+    """Turn the configured secret into a BLAKE2b key; no secret (memory://) gets a random one.
+
+    The in-memory store runs in one process, so a key of that process is enough; every
+    other configuration must share one CURSOR_SECRET (config.py refuses to start without).
+    """
+    if not secret:
+        return secrets.token_bytes(32)
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 

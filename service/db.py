@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 
 import mongomock
-from flask import Flask, current_app
+import pymongo
+from flask import Flask, current_app, g
 from pymongo import MongoClient
 from pymongo.write_concern import WriteConcern
 
@@ -48,13 +50,37 @@ def make_repository(client, settings: Settings) -> RecordRepository:
         records=database[settings.collection],
         keys=database[f"{settings.collection}.idempotency"],
         key_ttl_seconds=settings.idempotency_ttl_seconds,
+        # No attempt writes after its request's budget; twice that covers clock skew.
+        abandon_after_ms=2 * settings.request_timeout_ms,
     )
 
 
 def init_app(app: Flask, settings: Settings, listeners=()) -> None:
-    """Attach the client (with its command listeners) and the repository to the app."""
+    """Attach the client (with its command listeners) and the repository to the app.
+
+    Every request runs inside `pymongo.timeout(MONGODB_REQUEST_TIMEOUT_MS)`: server
+    selection, pool waits, sockets, and the server's own work (the driver sends the
+    remaining time as maxTimeMS) of all its operations together fit in that budget.
+    The CLI (init-db) is not bounded by it.
+    """
     client = make_client(settings, listeners)
-    app.extensions[EXTENSION] = {"client": client, "repository": make_repository(client, settings)}
+    repo = make_repository(client, settings)
+    if settings.in_memory:
+        # The in-process store is born empty with the app: no init-db can reach it.
+        repo.ensure_indexes()
+    app.extensions[EXTENSION] = {"client": client, "repository": repo}
+    budget = settings.request_timeout_ms / 1000
+
+    def start_budget() -> None:
+        g.database_budget = ExitStack()
+        g.database_budget.enter_context(pymongo.timeout(budget))
+
+    def end_budget(_exc) -> None:
+        if "database_budget" in g:
+            g.database_budget.close()
+
+    app.before_request(start_budget)
+    app.teardown_request(end_budget)
 
 
 def repository() -> RecordRepository:

@@ -9,16 +9,18 @@ from flask import Flask, g
 from flask_smorest import abort
 from marshmallow import Schema, fields
 from pymongo.errors import (
-    BulkWriteError, ConnectionFailure, DuplicateKeyError, ExecutionTimeout, WriteError, WTimeoutError,
+    BulkWriteError, ConnectionFailure, DuplicateKeyError, PyMongoError, WriteConcernError,
 )
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
-from .repository import IdempotencyConflict
+from .repository import TRANSIENT_CODES, IdempotencyConflict, IdempotencyRace, MissingIndex, Refused
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "1"
-# ConnectionFailure covers AutoReconnect, NetworkTimeout and ServerSelectionTimeoutError.
-UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+UNAVAILABLE_MESSAGE = "The database is unavailable; retry later."
+# BadValue: a value within our rules that the server still will not store (an older or
+# stricter MongoDB-compatible server may refuse a shape MongoDB accepts): the client's 422.
+BAD_VALUE = 2
 
 
 class ErrorSchema(Schema):
@@ -47,52 +49,81 @@ class Api(flask_smorest.Api):
         return payload, code, headers
 
 
-def _unavailable(error: Exception):
-    log.warning("database unavailable: %s: %s", type(error).__name__, error)
-    abort(503, message="The database is unavailable; retry later.",
-          headers={"Retry-After": RETRY_AFTER_SECONDS})
+def unavailable(error: PyMongoError) -> bool:
+    """True for failures a retry can cure: no server, a dropped connection, a timeout
+    (the request's budget, maxTimeMS, wtimeout), a primary stepping down, or a write
+    concern not satisfied; for a batch, any of these on any record."""
+    if isinstance(error, (ConnectionFailure, WriteConcernError)) or error.timeout:
+        return True
+    if getattr(error, "code", None) in TRANSIENT_CODES:
+        return True
+    if not isinstance(error, BulkWriteError):
+        return False
+    codes = {e.get("code") for e in error.details.get("writeErrors", [])}
+    return bool(error.details.get("writeConcernErrors") or codes & TRANSIENT_CODES)
 
 
-def _duplicate(error: DuplicateKeyError):
-    abort(409, message="A record with this id already exists.")
+def _database_error(error: PyMongoError):
+    """The one mapping of driver errors, whichever route or query raised them."""
+    if isinstance(error, DuplicateKeyError):
+        abort(409, message="A record with this id already exists.")
+    if unavailable(error):
+        log.warning("database unavailable: %s", type(error).__name__, extra=_codes(error))
+        _retry_later(UNAVAILABLE_MESSAGE)
+    _unexpected(error)
 
 
-# BadValue: a value within our rules that the server still will not store (an older or
-# stricter MongoDB-compatible server may refuse a shape MongoDB accepts): the client's 422.
-BAD_VALUE = 2
+def _retry_later(message: str):
+    abort(503, message=message, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
-def _refused(error: WriteError | BulkWriteError):
-    if isinstance(error, BulkWriteError):
-        refused = {str(e["index"]): {"payload": [e.get("errmsg", "refused")]}
-                   for e in error.details.get("writeErrors", []) if e.get("code") == BAD_VALUE}
-        errors = {"json": {"records": refused}}
-    else:
-        refused = {"payload": [error.details.get("errmsg", "refused")]} if error.code == BAD_VALUE else {}
-        errors = {"json": refused}
-    if not refused:
+def _missing_index(error: MissingIndex):
+    log.error("missing index: run init-db", extra={"error": type(error).__name__})
+    _retry_later(str(error))
+
+
+def _idempotency_race(error: IdempotencyRace):
+    _retry_later("The Idempotency-Key changed during the request; retry it.")
+
+
+def _refused(error: Refused):
+    if any(e.get("code") != BAD_VALUE for e in error.errors.values()):
         _unexpected(error)
-    abort(422, message="The database cannot store this payload.", errors=errors)
+    messages = {i: {"payload": [e.get("errmsg", "refused")]} for i, e in error.errors.items()}
+    errors = {"records": {str(i): m for i, m in messages.items()}} if error.batch else messages[0]
+    abort(422, message="The database cannot store this payload.", errors={"json": errors})
 
 
 def _idempotency_conflict(error: IdempotencyConflict):
     abort(409, message="This Idempotency-Key was already used with a different body.")
 
 
+def _codes(error: Exception) -> dict:
+    """The server's error code and name, when there are some (never its message)."""
+    codes = {"error": type(error).__name__}
+    if isinstance(error, PyMongoError):
+        details = getattr(error, "details", None) or {}
+        codes.update(code=getattr(error, "code", None), code_name=details.get("codeName"))
+    elif isinstance(error, Refused):
+        codes.update(code=sorted({e.get("code") for e in error.errors.values()}))
+    return codes
+
+
 def _unexpected(error: Exception):
-    # The type and the stack, not the message: messages can quote stored values.
+    # The type, the server's code and the stack, not the message: messages can quote stored values.
     stack = "".join(traceback.format_tb(error.__traceback__))
-    log.error("unhandled exception", extra={"error": type(error).__name__, "stack": stack})
+    log.error("unhandled exception", extra={**_codes(error), "stack": stack})
     raise InternalServerError() from None
 
 
 def register(app: Flask, api: Api) -> None:
     """Route driver and domain exceptions to JSON errors."""
     for errors, handler in (
-        (UNAVAILABLE, _unavailable),
-        ((DuplicateKeyError,), _duplicate),
-        ((WriteError, BulkWriteError), _refused),
+        ((PyMongoError,), _database_error),
+        ((MissingIndex,), _missing_index),
+        ((Refused,), _refused),
         ((IdempotencyConflict,), _idempotency_conflict),
+        ((IdempotencyRace,), _idempotency_race),
         ((Exception,), _unexpected),
     ):
         for error in errors:

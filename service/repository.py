@@ -14,21 +14,58 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
-from .ids import new_id
+from .ids import made_at, new_id
 
 log = logging.getLogger(__name__)
 SOURCE_INDEX = "source_1__id_-1"
-NOT_IMPLEMENTED = 238
 ID_INDEX = "_id_"
 EXPIRY_INDEX = "expires_at_ttl"
+# Server error codes this module acts on.
+NOT_IMPLEMENTED = 238
+DUPLICATE_KEY = 11000
+MAX_TIME_EXPIRED = 50
+# Failures of the moment, not of the record (time limits, a primary stepping down, a
+# server shutting down, the network): a retry can succeed, so nothing is undone for them.
+TRANSIENT_CODES = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, MAX_TIME_EXPIRED})
+# A key document that changes under us this many times in a row (expired, taken over)
+# makes the request a 503: something is wrong, and the client's retry is safe.
+RESERVE_ATTEMPTS = 3
+# Batch keys live beside the per-source keys of POST /data; a source cannot start with '#'.
+BATCH_SCOPE = "#batch"
 
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was already used with a different body."""
 
 
+class IdempotencyRace(Exception):
+    """The key document kept changing under this request (expired, taken over): retry."""
+
+
 class IndexConflict(RuntimeError):
     """An existing index has our name or keys but other options."""
+
+
+class MissingIndex(RuntimeError):
+    """An index a query needs does not exist: `init-db` has not run on this database."""
+
+    def __init__(self, name: str):
+        super().__init__(f"The index {name} is missing: run `flask --app service init-db` "
+                         "(the init-db job) against this database.")
+
+
+class Refused(Exception):
+    """The server would not store some records; nothing of the request stays stored.
+
+    `errors` maps each refused record's index in the request to the server's write
+    error (`code`, `errmsg`); `batch` tells a batch from a single record.
+    """
+
+    def __init__(self, errors: dict[int, dict], batch: bool):
+        super().__init__("the server refused records: codes " + ", ".join(
+            sorted({str(e.get("code")) for e in errors.values()})))
+        self.errors = errors
+        self.batch = batch
 
 
 @dataclass(frozen=True)
@@ -42,8 +79,13 @@ class PageQuery:
     after: ObjectId | None = None
 
     def scope(self) -> str:
-        """The filters a cursor is bound to (not the limit, which may change per page)."""
-        return "|".join(str(v) for v in (self.source, self.since, self.until))
+        """The filters a cursor is bound to (not the limit, which may change per page).
+
+        JSON of the three values: an absent filter is `null`, never the text "None",
+        so `?source=None` and no source give different scopes.
+        """
+        values = [self.source, self.since and self.since.isoformat(), self.until and self.until.isoformat()]
+        return orjson.dumps(values).decode()
 
     def id_range(self) -> dict:
         """Bounds on `_id`; created_at is the id's time, at one-second resolution."""
@@ -63,88 +105,171 @@ def _first_id_of(second: int) -> ObjectId:
     return ObjectId(min(max(second, 0), 2**32 - 1).to_bytes(4, "big") + bytes(8))
 
 
+def _canonical(record: dict) -> dict:
+    return {**record, "timestamp": record["timestamp"] and record["timestamp"].isoformat()}
+
+
 def fingerprint(record: dict) -> str:
     """A digest of what the client sent, to tell a retry from a reused key."""
-    canonical = {**record, "timestamp": record["timestamp"] and record["timestamp"].isoformat()}
+    return hashlib.sha256(orjson.dumps(_canonical(record), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def batch_fingerprint(records: list[dict]) -> str:
+    """A digest of a whole batch, in order."""
+    canonical = [_canonical(record) for record in records]
     return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _now_ms() -> datetime:
-    """The current UTC time at the millisecond resolution MongoDB stores."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 def to_document(record: dict, record_id: ObjectId | None = None) -> dict:
-    """The stored form of a validated record."""
+    """The stored form of a validated record: a pure function of the record and its id.
+
+    The default timestamp is the id's time (the time of receipt, to the millisecond),
+    so a retry that completes a reserved id writes exactly the document the first
+    attempt would have written, and cleanup can recognise its own documents.
+    """
     record_id = record_id or new_id()
-    created_at = record_id.generation_time
     return {
         "_id": record_id,
         "source": record["source"],
         "payload": record["payload"],
         "tags": record["tags"],
-        "timestamp": record["timestamp"] or _now_ms(),
-        "created_at": created_at,
+        "timestamp": record["timestamp"] or made_at(record_id),
+        "created_at": record_id.generation_time,
     }
 
 
-class RecordRepository:
-    """Stores and reads records; owns the indexes its queries rely on."""
+def _now_ms() -> datetime:
+    """The current UTC time at the millisecond resolution MongoDB stores (so it compares equal)."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
-    def __init__(self, records: Collection, keys: Collection, key_ttl_seconds: int):
+
+def reserved_ids(key_document: dict) -> list[ObjectId]:
+    """The record ids a key document reserves (`record_id`: documents of earlier versions)."""
+    return key_document.get("record_ids") or [key_document["record_id"]]
+
+
+class RecordRepository:
+    """Stores and reads records; owns the indexes its queries rely on.
+
+    Writes are all or nothing and exactly once per Idempotency-Key:
+    - a key document reserves the record ids before any record is written, so a retry
+      after any failure writes the same ids, and a unique `_id` in both collections
+      settles concurrent retries without a transaction;
+    - records are written with one unordered insert; a duplicate id on a keyed retry
+      is an earlier attempt's record, already stored;
+    - when the server refuses a record, only documents this key or call stored are
+      removed (same id and same content), never another record, and the key is
+      released so a corrected body can use it;
+    - a key whose records were never written is taken over by a different body once
+      no attempt can still be writing (`abandon_after`, twice the request's database
+      budget, which also bounds each attempt's writes: clocks of pods may differ).
+    """
+
+    def __init__(self, records: Collection, keys: Collection, key_ttl_seconds: int,
+                 abandon_after_ms: int = 10_000):
         self.records = records
         self.keys = keys
         self.key_ttl = timedelta(seconds=key_ttl_seconds)
+        self.abandon_after = timedelta(milliseconds=abandon_after_ms)
 
     def insert(self, record: dict) -> dict:
         """Store one record and return its document."""
         document = to_document(record)
-        self.records.insert_one(document)
+        self._write([document], batch=False)
         return document
 
     def insert_many(self, records: list[dict]) -> list[ObjectId]:
-        """Store validated records in one unordered batch; ids in input order."""
+        """Store validated records in one unordered batch, all or nothing; ids in input order."""
         documents = [to_document(record) for record in records]
-        ids = [document["_id"] for document in documents]
-        try:
-            self.records.insert_many(documents, ordered=False)
-        except BulkWriteError as error:
-            # A server that refuses some records (FerretDB: '.' in keys, nested arrays)
-            # has stored the others: remove them, so that a batch stays all or nothing.
-            if error.details.get("writeErrors"):
-                self.records.delete_many({"_id": {"$in": ids}})
-            raise
-        return ids
+        self._write(documents, batch=True)
+        return [document["_id"] for document in documents]
 
     def insert_idempotent(self, record: dict, key: str) -> tuple[dict, bool]:
-        """Store a record once per (source, key); return it and whether this call stored it.
+        """Store a record once per (source, key); return it and whether this call stored it."""
+        reservation = self._reserve(f"{record['source']}/{key}", fingerprint(record), 1)
+        document = to_document(record, reserved_ids(reservation)[0])
+        if self._write([document], batch=False, reservation=reservation):
+            return document, True
+        # With the source in the filter, a sharded cluster targets one shard.
+        stored = self.records.find_one({"_id": document["_id"], "source": document["source"]})
+        return stored or document, False
 
-        The key document reserves the record's id before the record is written, so a
-        retry after a crash between the two writes stores the same id, and concurrent
-        retries race on a unique `_id` in both collections instead of on a transaction.
+    def insert_many_idempotent(self, records: list[dict], key: str) -> tuple[list[ObjectId], bool]:
+        """Store a batch once per key; return its ids in input order and whether this call stored any."""
+        reservation = self._reserve(f"{BATCH_SCOPE}/{key}", batch_fingerprint(records), len(records))
+        ids = reserved_ids(reservation)
+        documents = [to_document(record, record_id) for record, record_id in zip(records, ids)]
+        return ids, self._write(documents, batch=True, reservation=reservation)
+
+    def _reserve(self, key_id: str, digest: str, count: int) -> dict:
+        """The key document of this request: found (same body), taken over, or new."""
+        for _ in range(RESERVE_ATTEMPTS):
+            reservation = {
+                "_id": key_id,
+                "fingerprint": digest,
+                "record_ids": [new_id() for _ in range(count)],
+                "expires_at": _now_ms() + self.key_ttl,
+            }
+            try:
+                self.keys.insert_one(reservation)
+                return reservation
+            except DuplicateKeyError:
+                found = self.keys.find_one({"_id": key_id})
+            if found is None:
+                continue  # expired between our insert and our read: reserve again
+            if found["fingerprint"] == digest:
+                return found
+            if not self._abandoned(found):
+                raise IdempotencyConflict(key_id)
+            if self.keys.find_one_and_replace(_same_reservation(found), reservation) is not None:
+                return reservation
+        raise IdempotencyRace(key_id)
+
+    def _abandoned(self, reservation: dict) -> bool:
+        """True if no record of the reservation exists and no attempt can still write one."""
+        ids = reserved_ids(reservation)
+        too_old = made_at(ids[0]) < datetime.now(timezone.utc) - self.abandon_after
+        return too_old and self.records.find_one({"_id": {"$in": ids}}, {"_id": 1}) is None
+
+    def _write(self, documents: list[dict], batch: bool, reservation: dict | None = None) -> bool:
+        """Insert the documents; return whether this call stored any of them.
+
+        Timeouts and write-concern errors propagate untouched: what was written stays,
+        and a retry with the same key completes it.
         """
-        digest = fingerprint(record)
-        reserved = {
-            "_id": f"{record['source']}/{key}",
-            "record_id": new_id(),
-            "fingerprint": digest,
-            "expires_at": datetime.now(timezone.utc) + self.key_ttl,
-        }
         try:
-            self.keys.insert_one(reserved)
-        except DuplicateKeyError:
-            reserved = self.keys.find_one({"_id": reserved["_id"]}) or reserved
-            if reserved["fingerprint"] != digest:
-                raise IdempotencyConflict(key) from None
-        document = to_document(record, reserved["record_id"])
-        try:
-            self.records.insert_one(document)
-        except DuplicateKeyError:
-            # With the source in the filter, a sharded cluster targets one shard.
-            query = {"_id": document["_id"], "source": document["source"]}
-            return self.records.find_one(query), False
-        return document, True
+            self.records.insert_many(documents, ordered=False)
+            return True
+        except BulkWriteError as error:
+            errors = {e["index"]: e for e in error.details.get("writeErrors", [])}
+            duplicates = {i for i, e in errors.items() if e.get("code") == DUPLICATE_KEY}
+            refused = {i: e for i, e in errors.items()
+                       if e.get("code") != DUPLICATE_KEY and e.get("code") not in TRANSIENT_CODES}
+            if refused or (duplicates and reservation is None):
+                # A duplicate without a key is another record's id: undo, all or nothing.
+                self._remove_own(documents)
+                if reservation is not None:
+                    self.keys.delete_one(_same_reservation(reservation))
+                if refused:
+                    raise Refused(refused, batch) from None
+                raise DuplicateKeyError("an id of this request already exists", DUPLICATE_KEY) from None
+            if len(duplicates) < len(errors) or error.details.get("writeConcernErrors"):
+                raise  # transient write errors, or a write concern not confirmed
+            return len(duplicates) < len(documents)
+
+    def _remove_own(self, documents: list[dict]) -> None:
+        """Delete the stored documents that are exactly ours (same id, same content).
+
+        That is what this call inserted and what earlier attempts of the same key
+        inserted (a document is a function of the record and its reserved id); a
+        record of anyone else that happens to hold one of the ids differs and stays.
+        """
+        ours = {d["_id"]: d for d in documents}
+        stored = self.records.find({"_id": {"$in": list(ours)}})
+        own = [document["_id"] for document in stored if document == ours[document["_id"]]]
+        if own:
+            self.records.delete_many({"_id": {"$in": own}})
 
     def get(self, record_id: str) -> dict | None:
         """One record by its id string; None when unknown or not an ObjectId."""
@@ -167,8 +292,18 @@ class RecordRepository:
         id_range = query.id_range()
         if id_range:
             selector["_id"] = id_range
+        index = SOURCE_INDEX if query.source is not None else ID_INDEX
         cursor = self.records.find(selector, sort=[("_id", DESCENDING)], limit=query.limit + 1)
-        return list(cursor.hint(SOURCE_INDEX if query.source is not None else ID_INDEX))
+        try:
+            return list(cursor.hint(index))
+        except OperationFailure as exc:
+            if not exc.timeout and index in self.missing_indexes():
+                raise MissingIndex(index) from exc
+            raise
+
+    def missing_indexes(self) -> list[str]:
+        """Indexes the queries need that do not exist (empty once `init-db` has run)."""
+        return [] if SOURCE_INDEX in self.records.index_information() else [SOURCE_INDEX]
 
     def ping(self) -> None:
         """Raise unless the database answers."""
@@ -203,3 +338,9 @@ class RecordRepository:
                 raise IndexConflict(str(exc)) from exc
             raise
         return created
+
+
+def _same_reservation(reservation: dict) -> dict:
+    """A filter matching this reservation only, not a later one of the same key."""
+    return {"_id": reservation["_id"], "fingerprint": reservation["fingerprint"],
+            "expires_at": reservation["expires_at"]}

@@ -1,6 +1,8 @@
 """The /data resource: store records and read them back."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import current_app, url_for
 from flask.views import MethodView
 from flask_smorest import abort
@@ -19,7 +21,8 @@ blp = StrictBlueprint("data", __name__, url_prefix="/data", description="Store a
 
 blp.before_request(require_key)
 
-UNAVAILABLE = {"description": "The database is unavailable; see Retry-After.",
+UNAVAILABLE = {"description": "The database is unavailable or too slow, or an index is missing "
+                              "(the message says to run init-db); see Retry-After.",
                "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
 
 
@@ -78,7 +81,7 @@ class Records(MethodView):
                 after = cursor.decode(args["cursor"], query.scope(), key)
             except cursor.InvalidCursor as exc:
                 abort(422, errors={"query": {"cursor": [str(exc)]}}, message="Invalid cursor.")
-            query = PageQuery(**{**query.__dict__, "after": after})
+            query = replace(query, after=after)
         documents = repository().page(query)
         items, more = documents[: query.limit], len(documents) > query.limit
         next_cursor = cursor.encode(items[-1]["_id"], query.scope(), key) if more else None
@@ -107,16 +110,24 @@ class RecordBatch(MethodView):
 
     @protected
     @blp.arguments(BatchInSchema)
+    @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, BatchOutSchema)
+    @blp.alt_response(200, schema=BatchOutSchema, description="A retry of an earlier Idempotency-Key.")
+    @blp.alt_response(409, description="The Idempotency-Key was used with a different body.")
     @blp.alt_response(413, description="The body is larger than MAX_CONTENT_LENGTH.")
     @blp.alt_response(415, description="The body is not application/json.")
     @blp.alt_response(400, description="The body is not standard JSON.")
     @blp.alt_response(503, **UNAVAILABLE)
-    def post(self, batch):
+    def post(self, batch, idempotency_key=None):
         """Store up to BATCH_MAX_RECORDS records, all or nothing
 
         Every record is validated first; one invalid record rejects the batch
-        (422, errors per index) and nothing is stored.
+        (422, errors per index) and nothing is stored. With an Idempotency-Key, a
+        retry with the same body completes the batch to the same ids (201 if it
+        stored any, 200 if all were stored before) and never stores a record twice.
         """
-        ids = repository().insert_many(batch["records"])
-        return {"ids": [str(record_id) for record_id in ids]}
+        if idempotency_key is None:
+            ids, created = repository().insert_many(batch["records"]), True
+        else:
+            ids, created = repository().insert_many_idempotent(batch["records"], idempotency_key)
+        return {"ids": [str(record_id) for record_id in ids]}, 201 if created else 200

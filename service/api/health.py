@@ -6,6 +6,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from ..db import repository
+from ..repository import MissingIndex
 
 blp = Blueprint("health", __name__, description="Probes for orchestrators.")
 
@@ -31,8 +32,13 @@ class Readiness(MethodView):
     """The process can serve requests."""
 
     @blp.response(200, HealthSchema)
-    @blp.alt_response(503, description="MongoDB did not answer a ping in time.")
+    @blp.alt_response(
+        503, description="MongoDB did not answer in time, or an index is missing (see the message).")
     def get(self):
-        """Readiness: MongoDB answers a ping"""
-        repository().ping()  # failures become a 503 with Retry-After (errors.py)
+        """Readiness: MongoDB answers and the indexes the queries need exist"""
+        repo = repository()
+        repo.ping()  # failures become a 503 with Retry-After (errors.py)
+        missing = repo.missing_indexes()
+        if missing:
+            raise MissingIndex(missing[0])  # the same 503 as a query that needs it
         return {"status": "ok"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +22,8 @@ FERRETDB_BINARY = REPO / ".tools" / "bin" / "ferretdb"
 
 # Figures the fault tests measure, printed in the terminal summary of the run.
 FIGURES: list[str] = []
+# One cursor secret for every server of a run, as every pod of a deployment shares one.
+CURSOR_SECRET = os.environ.get("CURSOR_SECRET") or secrets.token_hex(32)
 
 
 def report(test: str, **figures) -> None:
@@ -120,6 +123,7 @@ class ServiceProcess:
             PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
             # gunicorn's control socket defaults to one path per user: keep servers apart.
             XDG_RUNTIME_DIR=str(self.workdir),
+            CURSOR_SECRET=CURSOR_SECRET,
         )
         env.update(overrides)
         return env
@@ -261,34 +265,69 @@ class FaultProxy(LoopbackListener):
         self.upstream_port = upstream_port
         self._flowing = threading.Event()
         self._flowing.set()
+        self._answering = threading.Event()
+        self._answering.set()
+        self._lock = threading.Lock()
+        self._hold_after: int | None = None
 
     def silence(self) -> None:
         """Stop forwarding in both directions, as a hung database would."""
         self._flowing.clear()
 
+    def hold_answers_after(self, sent_bytes: int) -> None:
+        """Hold every answer once `sent_bytes` more bytes of commands have gone through:
+        a large write reaches the database and commits, and nobody hears that it did."""
+        with self._lock:
+            self._hold_after = sent_bytes
+
+    def answer(self) -> None:
+        """Deliver answers again (held ones included; their requests have given up by then)."""
+        self._answering.set()
+
     def handle(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-        for src, dst in ((client, upstream), (upstream, client)):
-            thread = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+        # Before the pumps start: either pump may close both sockets when its side ends.
+        client.settimeout(0.2)
+        upstream.settimeout(0.2)
+        for src, dst, gate in ((client, upstream, self._flowing), (upstream, client, self._answering)):
+            thread = threading.Thread(target=self._pump, args=(src, dst, gate), daemon=True)
             self._threads.append(thread)
             thread.start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.2)
+    def _pump(self, src: socket.socket, dst: socket.socket, gate: threading.Event) -> None:
         with src, dst:
             while not self._closing.is_set():
-                try:
-                    data = src.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
+                data = self._receive(src)
+                if data is None or (data and not self._forward(dst, data, gate)):
                     return
-                if not data:
-                    return
-                while not self._flowing.wait(0.2):
-                    if self._closing.is_set():
-                        return
-                try:
-                    dst.sendall(data)
-                except OSError:
-                    return
+
+    @staticmethod
+    def _receive(src: socket.socket) -> bytes | None:
+        """The next bytes (empty when none arrived yet); None once the connection is over."""
+        try:
+            return src.recv(65536) or None
+        except TimeoutError:
+            return b""
+        except OSError:
+            return None
+
+    def _forward(self, dst: socket.socket, data: bytes, gate: threading.Event) -> bool:
+        """Send `data` on once the proxy and this direction flow; False if the connection is over."""
+        while not (self._flowing.wait(0.2) and gate.wait(0.2)):
+            if self._closing.is_set():
+                return False
+        try:
+            dst.sendall(data)
+        except OSError:
+            return False
+        if gate is self._flowing:
+            self._count_sent(len(data))
+        return True
+
+    def _count_sent(self, size: int) -> None:
+        with self._lock:
+            if self._hold_after is not None:
+                self._hold_after -= size
+                if self._hold_after <= 0:
+                    self._hold_after = None
+                    self._answering.clear()

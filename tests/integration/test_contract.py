@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from . import expect, harness
+from ..cases import INVALID_RECORDS, as_json, nested, with_size
 
 pytestmark = pytest.mark.blackbox
 
@@ -106,64 +107,10 @@ def test_body_that_is_not_standard_json_is_400(api, body):
     expect.error(api.post("/data", data=body, headers={"Content-Type": "application/json"}), 400)
 
 
-def nested(depth: int) -> dict:
-    """A payload `depth` objects deep, the payload itself being depth 1."""
-    payload: dict = {"leaf": 1}
-    for _ in range(depth - 1):
-        payload = {"n": payload}
-    return payload
-
-
-def nested_lists(depth: int) -> list:
-    """A list `depth` lists deep."""
-    value: list = [1]
-    for _ in range(depth - 1):
-        value = [value]
-    return value
-
-
-def with_size(size: int) -> dict:
-    """A payload whose compact JSON is exactly `size` bytes."""
-    return {"x": "a" * (size - len('{"x":""}'))}
-
-
-INVALID_RECORDS = [
-    ({"payload": {}}, "json.source"),
-    ({"source": "s"}, "json.payload"),
-    ({"source": "s", "payload": {}, "extra": 1}, "json.extra"),
-    ({"source": "", "payload": {}}, "json.source"),
-    ({"source": "s" * 129, "payload": {}}, "json.source"),
-    ({"source": "-leading-dash", "payload": {}}, "json.source"),
-    ({"source": "has space", "payload": {}}, "json.source"),
-    ({"source": "line\n", "payload": {}}, "json.source"),
-    ({"source": "ünïcode", "payload": {}}, "json.source"),
-    ({"source": 7, "payload": {}}, "json.source"),
-    ({"source": "s", "payload": []}, "json.payload"),
-    ({"source": "s", "payload": "text"}, "json.payload"),
-    ({"source": "s", "payload": None}, "json.payload"),
-    ({"source": "s", "payload": {}, "timestamp": "2024-05-01T12:00:00"}, "json.timestamp"),
-    ({"source": "s", "payload": {}, "timestamp": "2024-05-01"}, "json.timestamp"),
-    ({"source": "s", "payload": {}, "timestamp": "yesterday"}, "json.timestamp"),
-    ({"source": "s", "payload": {}, "timestamp": 1714564800}, "json.timestamp"),
-    ({"source": "s", "payload": {}, "tags": ["t"] * 33}, "json.tags"),
-    ({"source": "s", "payload": {}, "tags": [""]}, "json.tags.0"),
-    ({"source": "s", "payload": {}, "tags": ["ok", "t" * 65]}, "json.tags.1"),
-    ({"source": "s", "payload": {}, "tags": "t"}, "json.tags"),
-    ({"source": "s", "payload": {"$set": 1}}, "json.payload.$set"),
-    ({"source": "s", "payload": {"a": {"$where": "1"}}}, "json.payload.a.$where"),
-    ({"source": "s", "payload": {"a": {"b\u0000c": 1}}}, "json.payload.a"),
-    ({"source": "s", "payload": {"a": {"b": 2**63}}}, "json.payload.a.b"),
-    ({"source": "s", "payload": {"a": {"b": -(2**63) - 1}}}, "json.payload.a.b"),
-    ({"source": "s", "payload": {"a": [1, 2**64]}}, "json.payload.a.1"),
-    ({"source": "s", "payload": nested(33)}, "json.payload"),
-    ({"source": "s", "payload": {"a": nested_lists(32)}}, "json.payload"),
-    ({"source": "s", "payload": with_size(64 * 1024 + 1)}, "json.payload"),
-]
-
-
 @pytest.mark.parametrize(("body", "path"), INVALID_RECORDS, ids=[p for _, p in INVALID_RECORDS])
 def test_invalid_record_is_422_naming_the_field(api, body, path):
-    expect.error(api.post("/data", json=body), 422, path)
+    expect.error(api.post("/data", data=as_json(body), headers={"Content-Type": "application/json"}),
+                 422, path)
 
 
 @pytest.mark.parametrize("body", [

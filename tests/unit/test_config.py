@@ -1,19 +1,26 @@
 """Settings: defaults, validation, and one clear line per bad variable."""
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from service import create_app
 from service.config import ConfigError, Settings
 
+SECRET = "s" * 32
+REAL = {"MONGODB_URI": "mongodb://db:27017", "CURSOR_SECRET": SECRET}
+
 
 def test_defaults():
-    settings = Settings.from_env({"MONGODB_URI": "mongodb://db:27017"})
+    settings = Settings.from_env(REAL)
     assert settings.database == "ingest" and settings.collection == "records"
     assert settings.write_concern == "majority"
     assert settings.max_content_length == 2**20 and settings.payload_max_bytes == 64 * 2**10
     assert settings.payload_max_depth == 32 and settings.batch_max_records == 1000
     assert settings.api_keys_file is None and not settings.in_memory
+    assert settings.request_timeout_ms == 5000 and settings.cursor_secret == SECRET
 
 
 @pytest.mark.parametrize("environ, variable", [
@@ -26,6 +33,11 @@ def test_defaults():
     ({"MONGODB_URI": "memory://", "MONGODB_WRITE_CONCERN": "0"}, "MONGODB_WRITE_CONCERN"),
     ({"MONGODB_URI": "memory://", "MONGODB_COLLECTION": "  "}, "MONGODB_COLLECTION"),
     ({"MONGODB_URI": "memory://", "LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+    ({"MONGODB_URI": "memory://", "MONGODB_REQUEST_TIMEOUT_MS": "99"}, "MONGODB_REQUEST_TIMEOUT_MS"),
+    ({"MONGODB_URI": "mongodb://db"}, "CURSOR_SECRET"),
+    ({"MONGODB_URI": "mongodb://db", "CURSOR_SECRET": ""}, "CURSOR_SECRET"),
+    ({"MONGODB_URI": "mongodb://db", "CURSOR_SECRET": "s" * 31}, "CURSOR_SECRET"),
+    ({"MONGODB_URI": "memory://", "CURSOR_SECRET": "short"}, "CURSOR_SECRET"),
 ])
 def test_invalid_setting_stops_with_one_line_naming_it(environ, variable):
     with pytest.raises(ConfigError) as error:
@@ -37,6 +49,23 @@ def test_invalid_setting_stops_with_one_line_naming_it(environ, variable):
 
 def test_write_concern_accepts_a_member_count():
     assert Settings.from_env({"MONGODB_URI": "memory://", "MONGODB_WRITE_CONCERN": "2"}).write_concern == 2
+
+
+def test_cursor_secret_is_required_outside_the_memory_store():
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"MONGODB_URI": "mongodb://db"})
+    assert "CURSOR_SECRET is required unless MONGODB_URI is memory://" in str(error.value)
+    assert Settings.from_env({"MONGODB_URI": "memory://"}).cursor_secret == ""
+
+
+def test_an_explicit_environment_is_the_whole_environment(monkeypatch):
+    """Tests pass their settings: the caller's exported variables never leak in."""
+    for name, value in (("MONGODB_DATABASE", "exported"), ("CORS_ORIGINS", "https://x.example"),
+                        ("API_KEYS_FILE", "/nonexistent/keys"), ("CURSOR_SECRET", "short")):
+        monkeypatch.setenv(name, value)
+    app = create_app({"MONGODB_URI": "memory://"})
+    settings = app.config["SETTINGS"]
+    assert (settings.database, settings.cors_origins, settings.api_keys_file) == ("ingest", (), None)
 
 
 def test_create_app_validates_before_building(monkeypatch):
@@ -52,7 +81,7 @@ def test_memory_store_warns(caplog):
 
 def test_real_uri_builds_a_lazy_client_with_bounded_timeouts():
     app = create_app({"MONGODB_URI": "mongodb://127.0.0.1:1/?directConnection=true",
-                      "MONGODB_TIMEOUT_MS": "150"})
+                      "MONGODB_TIMEOUT_MS": "150", "CURSOR_SECRET": SECRET})
     client = app.extensions["mongodb"]["client"]
     options = client.options
     assert options.server_selection_timeout == 0.15
@@ -61,3 +90,22 @@ def test_real_uri_builds_a_lazy_client_with_bounded_timeouts():
     repo = app.extensions["mongodb"]["repository"]
     assert repo.records.write_concern.document == {"w": "majority", "j": True}
     assert app.test_client().get("/readyz").status_code == 503
+
+
+def test_a_request_gets_no_more_database_time_than_its_budget(unused_tcp_port_listener):
+    """A database that accepts and never answers: the 200 ms budget ends the request,
+    long before the 10 s server selection timeout would."""
+    app = create_app({"MONGODB_URI": f"mongodb://127.0.0.1:{unused_tcp_port_listener}/?directConnection=true",
+                      "MONGODB_TIMEOUT_MS": "10000", "MONGODB_REQUEST_TIMEOUT_MS": "200",
+                      "CURSOR_SECRET": SECRET})
+    started = time.monotonic()
+    response = app.test_client().get("/data/" + "0" * 24)
+    assert response.status_code == 503
+    assert time.monotonic() - started < 5
+
+
+@pytest.fixture
+def unused_tcp_port_listener():
+    """A loopback port that accepts connections and never says a word."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import runpy
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +26,7 @@ def load(monkeypatch, tmp_path):
 
 
 def test_production_settings(load):
-    conf = load(MONGODB_URI="mongodb://db", WEB_CONCURRENCY="3", BIND="0.0.0.0:8000")
+    conf = load(MONGODB_URI="mongodb://db", CURSOR_SECRET="s" * 32, WEB_CONCURRENCY="3", BIND="0.0.0.0:8000")
     assert (conf.workers, conf.threads, conf.worker_class, conf.bind) == (3, 4, "gthread", "0.0.0.0:8000")
     assert conf.graceful_timeout < conf.timeout
 
@@ -46,7 +47,26 @@ def test_metrics_directory_is_emptied_at_start(load, tmp_path):
     stale.write_bytes(b"old")
     conf.on_starting(server=None)
     assert not stale.exists() and stale.parent.is_dir()
-    conf.child_exit(server=None, worker=SimpleNamespace(pid=1))
+
+
+def test_a_configured_metrics_directory_creates_no_temporary_one(load, monkeypatch):
+    made = []
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kwargs: made.append(kwargs) or "/unused")
+    load(MONGODB_URI="memory://")
+    assert made == []
+
+
+def test_child_exit_removes_the_dead_workers_live_gauges(load, tmp_path):
+    conf = load(MONGODB_URI="memory://")
+    conf.on_starting(server=None)
+    metrics = tmp_path / "metrics"
+    dead, alive = metrics / "gauge_livesum_41.db", metrics / "gauge_livesum_42.db"
+    kept = [metrics / "counter_41.db", metrics / "gauge_max_41.db", alive]
+    for path in (dead, *kept):
+        path.write_bytes(b"")
+    conf.child_exit(server=None, worker=SimpleNamespace(pid=41))
+    assert not dead.exists()
+    assert all(path.exists() for path in kept)
 
 
 def test_bad_server_setting_names_the_variable(load):

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from service.db import repository
 
@@ -67,23 +69,104 @@ def test_parallel_identical_requests_store_one_record(app, record):
     assert count(app) == 1
 
 
-def test_a_key_reserved_before_a_crash_completes_on_retry(post, record, app):
+def crash_on_insert(monkeypatch, repo):
+    """Make the next record write fail as a dropped connection does; return the undo."""
+    real = repo.records.insert_many
+
+    def crash(*args, **kwargs):
+        raise AutoReconnect("connection reset")
+    monkeypatch.setattr(repo.records, "insert_many", crash)
+    return lambda: monkeypatch.setattr(repo.records, "insert_many", real)
+
+
+def reservation(app, key_id: str) -> dict | None:
+    with app.app_context():
+        return repository().keys.find_one({"_id": key_id})
+
+
+def test_a_key_reserved_before_a_crash_completes_on_retry_with_the_reserved_id(
+        post, record, app, monkeypatch):
     """The key document is written first; if the record write never happened, a retry does it."""
     with app.app_context():
-        repo = repository()
-        original = repo.records.insert_one
-        repo.records.insert_one = lambda doc: (_ for _ in ()).throw(ConnectionError("crash"))
-        with pytest.raises(ConnectionError):
-            repo.insert_idempotent({**record, "tags": [], "timestamp": None}, "k")
-        repo.records.insert_one = original
+        heal = crash_on_insert(monkeypatch, repository())
+    assert post(record, headers={"Idempotency-Key": "k"}).status_code == 503
+    reserved = reservation(app, "billing/k")["record_ids"]
+    assert count(app) == 0
+    heal()
     retry = post(record, headers={"Idempotency-Key": "k"})
     assert retry.status_code == 201
+    assert retry.get_json()["id"] == str(reserved[0])
     assert count(app) == 1
 
 
-def test_keys_expire_through_a_ttl_index(app):
+def test_a_key_whose_record_was_never_written_is_409_while_an_attempt_may_still_write(
+        post, record, app, monkeypatch):
+    with app.app_context():
+        heal = crash_on_insert(monkeypatch, repository())
+    post(record, headers={"Idempotency-Key": "k"})
+    heal()
+    other = post({**record, "payload": {"amount": 1}}, headers={"Idempotency-Key": "k"})
+    assert other.status_code == 409
+
+
+def test_a_key_whose_record_was_never_written_is_taken_over_by_a_corrected_body(
+        post, record, app, monkeypatch):
+    """Once no attempt can still write (twice the request budget), the key is free again."""
     with app.app_context():
         repo = repository()
-        repo.ensure_indexes()
-        indexes = repo.keys.index_information()
+        heal = crash_on_insert(monkeypatch, repo)
+        monkeypatch.setattr(repo, "abandon_after", timedelta(0))
+    post(record, headers={"Idempotency-Key": "k"})
+    abandoned = reservation(app, "billing/k")["record_ids"]
+    heal()
+    corrected = post({**record, "payload": {"amount": 1}}, headers={"Idempotency-Key": "k"})
+    assert corrected.status_code == 201
+    assert corrected.get_json()["id"] != str(abandoned[0])
+    assert post(record, headers={"Idempotency-Key": "k"}).status_code == 409
+    assert count(app) == 1
+
+
+def test_a_key_with_a_stored_record_is_never_taken_over(post, record, app, monkeypatch):
+    with app.app_context():
+        monkeypatch.setattr(repository(), "abandon_after", timedelta(0))
+    post(record, headers={"Idempotency-Key": "k"})
+    assert post({**record, "payload": {"amount": 1}}, headers={"Idempotency-Key": "k"}).status_code == 409
+
+
+def test_a_key_that_expires_during_the_request_is_reserved_again(post, record, app, monkeypatch):
+    """Duplicate on insert, gone on read (the TTL monitor in between): reserve again, store once."""
+    with app.app_context():
+        keys = repository().keys
+    post(record, headers={"Idempotency-Key": "k"})
+    real_find_one = keys.find_one
+    expired = []
+
+    def find_after_expiry(query, *args, **kwargs):
+        if not expired:
+            expired.append(keys.delete_one({"_id": query["_id"]}).deleted_count)
+        return real_find_one(query, *args, **kwargs)
+    monkeypatch.setattr(keys, "find_one", find_after_expiry)
+    retry = post(record, headers={"Idempotency-Key": "k"})
+    assert expired == [1] and retry.status_code == 201
+    key = reservation(app, "billing/k")
+    assert str(key["record_ids"][0]) == retry.get_json()["id"]
+    assert post(record, headers={"Idempotency-Key": "k"}).status_code == 200
+    assert count(app) == 2  # the first record, and the one the new reservation points to
+
+
+def test_a_key_that_keeps_vanishing_is_a_503(post, record, app, monkeypatch):
+    with app.app_context():
+        keys = repository().keys
+    post(record, headers={"Idempotency-Key": "k"})
+    monkeypatch.setattr(keys, "find_one", lambda *args, **kwargs: None)
+    response = post(record, headers={"Idempotency-Key": "k"})
+    assert response.status_code == 503 and "Idempotency-Key" in response.get_json()["message"]
+    assert count(app) == 1
+
+
+def test_keys_get_a_ttl_index(app):
+    """That the server forgets them is shown against a real server
+    (tests/integration/test_idempotency.py::test_a_key_is_forgotten_after_its_ttl)."""
+    with app.app_context():
+        indexes = repository().keys.index_information()
     assert indexes["expires_at_ttl"]["expireAfterSeconds"] == 0

@@ -118,10 +118,13 @@ def test_limit_bounds_are_inclusive(client):
     assert client.get("/data?limit=1000").status_code == 200
 
 
-def test_cursor_of_another_query_is_422(client):
+# source=None: the scope encodes an absent filter apart from any string, "None" included.
+@pytest.mark.parametrize("other", ["source=s", "source=None", "since=2000-01-01T00:00:00Z"])
+def test_cursor_of_another_query_is_422(client, other):
+    client.post("/data", json={"source": "None", "payload": {}})
     store(client, 3)
     cursor = client.get("/data?limit=1").get_json()["next_cursor"]
-    response = client.get(f"/data?limit=1&source=s&cursor={cursor}")
+    response = client.get(f"/data?limit=1&{other}&cursor={cursor}")
     assert response.status_code == 422
     assert "cursor" in response.get_json()["errors"]["query"]
 
@@ -134,7 +137,15 @@ def test_cursor_survives_a_change_of_limit(client):
 
 
 def test_cursor_of_another_deployment_is_422(make_app):
-    first, second = make_app(CURSOR_SECRET="one"), make_app(CURSOR_SECRET="two")
+    first, second = make_app(CURSOR_SECRET="1" * 32), make_app(CURSOR_SECRET="2" * 32)
     store(first.test_client(), 3)
     cursor = first.test_client().get("/data?limit=1").get_json()["next_cursor"]
+    assert second.test_client().get(f"/data?cursor={cursor}").status_code == 422
+
+
+def test_without_a_secret_the_memory_store_signs_with_a_random_key(make_app):
+    first, second = make_app(), make_app()
+    store(first.test_client(), 3)
+    cursor = first.test_client().get("/data?limit=1").get_json()["next_cursor"]
+    assert first.test_client().get(f"/data?cursor={cursor}").status_code == 200
     assert second.test_client().get(f"/data?cursor={cursor}").status_code == 422

@@ -2,52 +2,102 @@
 from __future__ import annotations
 
 import pytest
-from pymongo.errors import BulkWriteError, OperationFailure, WriteError
+from bson import ObjectId
+from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 
+from service import repository as repository_module
 from service.db import repository
+from service.ids import new_id
 
 
-def refuse_with(app, monkeypatch, method: str, error: Exception):
-    """Make the records collection's `method` raise `error` after calling the real one."""
+def refuse(app, monkeypatch, code: int, errmsg: str, *indexes: int):
+    """Make the server store every document of the next insert except those at `indexes`."""
     with app.app_context():
         records = repository().records
-    real = getattr(records, method)
+    real = records.insert_many
 
-    def refuse(*args, **kwargs):
-        real(*args, **kwargs)
-        raise error
-    monkeypatch.setattr(records, method, refuse)
+    def insert(documents, **kwargs):
+        monkeypatch.setattr(records, "insert_many", real)
+        kept = [i for i in range(len(documents)) if i not in indexes]
+        errors = [{"index": i, "code": code, "errmsg": errmsg} for i in indexes]
+        try:
+            if kept:
+                real([documents[i] for i in kept], **kwargs)
+        except BulkWriteError as error:  # duplicates: renumber them as in the whole request
+            errors += [{**e, "index": kept[e["index"]]} for e in error.details["writeErrors"]]
+        raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": []})
+    monkeypatch.setattr(records, "insert_many", insert)
     return records
 
 
+def batch(count: int, **fields) -> dict:
+    return {"records": [{"source": "s", "payload": {"n": n}, **fields} for n in range(count)]}
+
+
 def test_a_refused_value_is_a_422_not_a_500(app, client, monkeypatch):
-    refuse_with(app, monkeypatch, "insert_one", WriteError("bad", 2, {"errmsg": "nested arrays"}))
+    refuse(app, monkeypatch, 2, "nested arrays", 0)
     response = client.post("/data", json={"source": "s", "payload": {"m": [[1]]}})
     assert response.status_code == 422
     assert response.get_json()["errors"]["json"]["payload"] == ["nested arrays"]
 
 
-def test_other_write_errors_stay_500s(app, client, monkeypatch):
-    refuse_with(app, monkeypatch, "insert_one", WriteError("disk", 14031, {"errmsg": "full"}))
+def test_other_write_errors_stay_500s_and_log_the_code(app, client, monkeypatch, caplog):
+    refuse(app, monkeypatch, 14031, "disk full", 0)
     assert client.post("/data", json={"source": "s", "payload": {}}).status_code == 500
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled exception"]
+    assert logged[0].code == [14031] and "disk full" not in caplog.text
 
 
 def test_a_batch_with_a_refused_record_stores_nothing(app, client, monkeypatch):
-    details = {"writeErrors": [{"index": 1, "code": 2, "errmsg": "dotted key"}]}
-    records = refuse_with(app, monkeypatch, "insert_many", BulkWriteError(details))
-    batch = [{"source": "s", "payload": {"n": n}} for n in range(3)]
-    response = client.post("/data/batch", json={"records": batch})
+    records = refuse(app, monkeypatch, 2, "dotted key", 1)
+    response = client.post("/data/batch", json=batch(3))
     assert response.status_code == 422
     assert response.get_json()["errors"]["json"]["records"] == {"1": {"payload": ["dotted key"]}}
     assert records.count_documents({}) == 0
 
 
-def test_a_batch_write_concern_error_is_not_undone(app, client, monkeypatch):
-    details = {"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "timeout"}]}
-    records = refuse_with(app, monkeypatch, "insert_many", BulkWriteError(details))
-    response = client.post("/data/batch", json={"records": [{"source": "s", "payload": {}}]})
-    assert response.status_code == 500
+def test_undoing_a_batch_never_deletes_another_record(app, client, monkeypatch):
+    """An id of the batch that already exists belongs to someone else: it stays, the batch goes."""
+    existing = client.post("/data", json={"source": "other", "payload": {"mine": True}}).get_json()
+    ids = iter([ObjectId(existing["id"]), new_id(), new_id()])
+    monkeypatch.setattr(repository_module, "new_id", lambda: next(ids))
+    response = client.post("/data/batch", json=batch(3))
+    assert response.status_code == 409
+    assert client.get(f"/data/{existing['id']}").get_json() == existing
+    with app.app_context():
+        assert repository().records.count_documents({}) == 1
+
+
+def test_a_refused_keyed_batch_releases_its_key_for_a_corrected_body(app, client, monkeypatch):
+    headers = {"Idempotency-Key": "k"}
+    refuse(app, monkeypatch, 2, "dotted key", 2)
+    assert client.post("/data/batch", json=batch(3, tags=["x.y"]), headers=headers).status_code == 422
+    corrected = client.post("/data/batch", json=batch(3), headers=headers)
+    assert corrected.status_code == 201
+    with app.app_context():
+        assert repository().records.count_documents({}) == 3
+
+
+def test_a_refusal_on_a_retry_also_removes_what_earlier_attempts_of_the_key_stored(
+        app, client, monkeypatch):
+    headers = {"Idempotency-Key": "k"}
+    with app.app_context():
+        records = repository().records
+    client.post("/data", json={"source": "s", "payload": {"n": 0}})  # a record of someone else
+    real = records.insert_many
+
+    def crash_after_two(documents, **kwargs):
+        monkeypatch.setattr(records, "insert_many", real)
+        real(documents[:2], **kwargs)
+        raise AutoReconnect("reset")
+    monkeypatch.setattr(records, "insert_many", crash_after_two)
+    assert client.post("/data/batch", json=batch(4), headers=headers).status_code == 503
+    assert records.count_documents({}) == 3
+    refuse(app, monkeypatch, 2, "dotted key", 3)
+    assert client.post("/data/batch", json=batch(4), headers=headers).status_code == 422
     assert records.count_documents({}) == 1
+    assert client.post("/data/batch", json=batch(4), headers=headers).status_code == 201
+    assert records.count_documents({}) == 5
 
 
 def test_init_db_works_on_a_server_without_ttl_indexes(app, monkeypatch, caplog):
