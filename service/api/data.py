@@ -11,7 +11,7 @@ from ..db import repository
 from ..repository import PageQuery
 from ..schemas import (
     BatchInSchema, BatchOutSchema, IdempotencyHeaderSchema, RecordInSchema,
-    RecordPageSchema, RecordQuerySchema, RecordSchema,
+    RecordPageSchema, RecordQuerySchema, RecordSchema, record_json_size,
 )
 from .parser import StrictBlueprint
 
@@ -30,6 +30,20 @@ def protected(view):
     return blp.alt_response(403, description="The API key lacks the scope.")(view)
 
 
+def fit_page(documents: list[dict], limit: int, budget: int) -> tuple[list[dict], bool]:
+    """The first records within `limit` and about `budget` bytes of JSON, and whether more follow.
+
+    A page holds at least one record, so a walk always advances (one record is at most
+    about PAYLOAD_MAX_BYTES, far below any allowed budget).
+    """
+    size = 0
+    for count, document in enumerate(documents[:limit]):
+        size += record_json_size(document)
+        if size > budget and count:
+            return documents[:count], True
+    return documents[:limit], len(documents) > limit
+
+
 def _created(document: dict, status: int):
     location = url_for("data.RecordItem", record_id=str(document["_id"]))
     return document, status, {"Location": location}
@@ -40,6 +54,7 @@ class Records(MethodView):
     """The collection of records."""
 
     @protected
+    @blp.no_query
     @blp.arguments(RecordInSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, RecordSchema, headers={"Location": {"schema": {"type": "string"}}})
@@ -80,7 +95,7 @@ class Records(MethodView):
                 abort(422, errors={"query": {"cursor": [str(exc)]}}, message="Invalid cursor.")
             query = PageQuery(**{**query.__dict__, "after": after})
         documents = repository().page(query)
-        items, more = documents[: query.limit], len(documents) > query.limit
+        items, more = fit_page(documents, query.limit, current_app.config["PAGE_MAX_BYTES"])
         next_cursor = cursor.encode(items[-1]["_id"], query.scope(), key) if more else None
         return {"items": items, "next_cursor": next_cursor}
 
@@ -90,6 +105,7 @@ class RecordItem(MethodView):
     """One record."""
 
     @protected
+    @blp.no_query
     @blp.response(200, RecordSchema)
     @blp.alt_response(404, description="No record has this id.")
     @blp.alt_response(503, **UNAVAILABLE)
@@ -106,6 +122,7 @@ class RecordBatch(MethodView):
     """Many records in one request."""
 
     @protected
+    @blp.no_query
     @blp.arguments(BatchInSchema)
     @blp.response(201, BatchOutSchema)
     @blp.alt_response(413, description="The body is larger than MAX_CONTENT_LENGTH.")
