@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -28,7 +30,10 @@ REQUEST_TIMEOUT = 5.0
 TRICKLE_INTERVAL = 1.0
 # A full request whose headers are sent one byte per TRICKLE_INTERVAL.
 _TRICKLED_HEADERS = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
-_BODY = b'{"source": "slow", "payload": {"n": 1}}'
+_BODY = b'{"source": "slowclients", "payload": {"n": 1}}'
+# GET /data reads one page of a source of its own, so that its cost does not grow with the
+# records the POSTs add: the local stores (mongomock, FerretDB 1 on SQLite) scan.
+READ_SOURCE, PAGE = "slowclients-read", 10
 _TRICKLED_BODY_HEAD = (b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"Content-Length: %d\r\n\r\n" % (len(_BODY) * 10))
 
@@ -105,8 +110,18 @@ def _request(name: str, host: str) -> bytes:
     if name == "POST /data":
         return (b"POST /data HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (host.encode(), len(_BODY)) + _BODY)
-    path = b"/healthz" if name == "GET /healthz" else b"/data?limit=10"
+    path = b"/healthz" if name == "GET /healthz" else b"/data?source=%s&limit=10" % READ_SOURCE.encode()
     return b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host.encode())
+
+
+def _seed(url: str) -> None:
+    """Store the page GET /data reads: PAGE records of a source the POSTs never write."""
+    for n in range(PAGE):
+        request = urllib.request.Request(
+            f"{url}/data", data=json.dumps({"source": READ_SOURCE, "payload": {"n": n}}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as answer:  # nosec B310: loopback
+            answer.read()
 
 
 async def _polite(host: str, port: int, name: str, figures: Figures) -> None:
@@ -134,25 +149,53 @@ async def _polite(host: str, port: int, name: str, figures: Figures) -> None:
             writer.close()
 
 
-async def run(url: str, seconds: float = 30.0, rate: int = RATE, settle: float = 3.0) -> Figures:
-    """The whole scenario; the polite client starts once the hostile connections are open."""
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port or 80
-    if host not in ("127.0.0.1", "localhost"):
-        raise SystemExit("slow-client load targets loopback only")
-    figures = Figures()
-    until = time.monotonic() + settle + seconds
-    hostile = [asyncio.create_task(_hostile(host, port, kind, until, figures))
-               for kind, count in (("header", HEADER_TRICKLERS), ("body", BODY_TRICKLERS), ("silent", SILENT))
-               for _ in range(count)]
-    await asyncio.sleep(settle)
+async def _polite_load(host: str, port: int, seconds: float, rate: int, figures: Figures) -> None:
     names = ("GET /healthz", "POST /data", "GET /data")
     polite, start = [], time.monotonic()
     for i in range(int(seconds * rate)):
         await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
         polite.append(asyncio.create_task(_polite(host, port, names[i % len(names)], figures)))
     await asyncio.gather(*polite)
-    await asyncio.gather(*hostile)
+
+
+async def _hostile_load(host: str, port: int, seconds: float, counts: tuple[int, int, int]) -> int:
+    figures, until = Figures(), time.monotonic() + seconds
+    await asyncio.gather(*(_hostile(host, port, kind, until, figures)
+                           for kind, count in zip(("header", "body", "silent"), counts)
+                           for _ in range(count)))
+    return figures.hostile_connections
+
+
+def _hostile_process(host: str, port: int, seconds: float, counts: tuple[int, int, int], opened) -> None:
+    opened.value = asyncio.run(_hostile_load(host, port, seconds, counts))
+
+
+def run(url: str, seconds: float = 30.0, rate: int = RATE, settle: float = 3.0,
+        counts: tuple[int, int, int] = (HEADER_TRICKLERS, BODY_TRICKLERS, SILENT)) -> Figures:
+    """The whole scenario; the polite client starts once the hostile connections are open.
+
+    The hostile connections live in a process of their own, so that their bookkeeping
+    never delays the polite client's event loop (which would count as server latency).
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or 80
+    if host not in ("127.0.0.1", "localhost"):
+        raise SystemExit("slow-client load targets loopback only")
+    _seed(url)
+    context = multiprocessing.get_context("spawn")
+    opened = context.Value("i", 0)
+    hostile = context.Process(target=_hostile_process,
+                              args=(host, port, settle + seconds + 1, counts, opened))
+    hostile.start()
+    try:
+        time.sleep(settle)
+        figures = Figures()
+        asyncio.run(_polite_load(host, port, seconds, rate, figures))
+    finally:
+        hostile.join(timeout=settle + seconds + 30)
+        if hostile.is_alive():
+            hostile.kill()
+    figures.hostile_connections = opened.value
     return figures
 
 
@@ -164,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=RATE)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    summary = asyncio.run(run(args.url, args.seconds, args.rate)).summary()
+    summary = run(args.url, args.seconds, args.rate).summary()
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:

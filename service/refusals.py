@@ -1,8 +1,8 @@
 """Refusals the HTTP server decides before a view runs, answered by the app.
 
 The gunicorn worker (service/worker.py) reads each request's head and body itself and
-refuses some requests on its own: a body too slow (408), too large (413) or badly
-framed (400), a header block too large (431), a request line too long (414), a
+refuses some requests on its own: a body too large (413) or badly framed (400), a
+header block too large (431), a request line too long (414), a
 transfer coding it does not support (501). It hands each refusal to the app as the
 request's body, a `RefusedBody`, so that the answer has the same JSON shape, request id,
 security headers, log line and metrics as every other response. A client cannot forge

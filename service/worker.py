@@ -8,8 +8,9 @@ yield while they wait). Bounds, all from service/config.py:
 - headers: the worker's keep-alive timeout (gunicorn.conf.py sets it to
   CLIENT_HEADER_TIMEOUT) covers reading each request's headers, from the moment the
   connection opens or the previous response ends; past it the connection is closed.
-- body: read whole here, before the app runs, within CLIENT_BODY_TIMEOUT (408 past
-  it) and MAX_CONTENT_LENGTH (413 above it, chunked or not, declared or not); bad
+- body: read whole here, before the app runs, within CLIENT_BODY_TIMEOUT (past it the
+  connection is closed and counted in http_slow_clients_total) and MAX_CONTENT_LENGTH
+  (413 above it, chunked or not, declared or not); bad
   chunked framing is a 400 logged at WARNING without a stack.
 - connections: GUNICORN_WORKER_CONNECTIONS per worker; past it a worker stops
   accepting and the kernel's backlog (or another worker) holds new ones.
@@ -20,6 +21,7 @@ Every refusal, and every error gunicorn itself detects in a request's head (431,
 from __future__ import annotations
 
 import io
+import socket
 
 import gevent
 from gunicorn import util
@@ -57,14 +59,27 @@ class Worker(GeventWorker):
 
     def handle_request(self, listener_name, req, sock, addr):
         """Read the body whole (or refuse it), then let gunicorn run the app."""
-        refusal = self.read_body(req, sock)
-        if refusal is not None:
-            req.force_close()  # what is left of the body cannot be skipped safely
-            req.body = refusal
-        return super().handle_request(listener_name, req, sock, addr)
+        try:
+            refusal = self.read_body(req, sock)
+        except _SlowBody:
+            # Closed without an answer, as nginx does: rendering one for each of many slow
+            # clients that time out together would cost the others their latency.
+            self.wsgi.extensions["metrics"].slow_clients.inc()
+            raise StopIteration() from None  # gunicorn closes the connection
+        if refusal is None:
+            return super().handle_request(listener_name, req, sock, addr)
+        req.force_close()  # what is left of the body cannot be skipped safely
+        req.body = refusal
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            _linger(sock)
 
     def read_body(self, req, sock) -> RefusedBody | None:
-        """Replace `req.body` by its bytes; a RefusedBody when it cannot be accepted."""
+        """Replace `req.body` by its bytes; a RefusedBody when it cannot be accepted.
+
+        Raises _SlowBody when the body takes longer than CLIENT_BODY_TIMEOUT.
+        """
         declared = next((value for name, value in req.headers if name == "CONTENT-LENGTH"), None)
         if declared is not None and int(declared) > self.max_body:
             return RefusedBody(413, f"The body is larger than {self.max_body} bytes.")
@@ -74,8 +89,6 @@ class Worker(GeventWorker):
         try:
             with gevent.Timeout(self.body_timeout, _SlowBody):
                 data = req.body.read(self.max_body + 1)
-        except _SlowBody:
-            return RefusedBody(408, f"The body did not arrive within {self.body_timeout} seconds.")
         except _BAD_FRAMING as exc:
             self.log.warning("invalid chunked body from %s: %s", _ip(req.peer_addr), exc)
             return RefusedBody(400, f"Invalid chunked framing: {exc}.")
@@ -96,6 +109,7 @@ class Worker(GeventWorker):
         self.log.warning("invalid request from %s: %s", _ip(addr), exc)
         try:
             util.write(client, self.render(status, str(exc) or type(exc).__name__, addr))
+            _linger(client)
         except Exception:  # the client may be gone; there is nothing left to tell it
             self.log.debug("failed to send the error response")
 
@@ -113,6 +127,25 @@ class Worker(GeventWorker):
             [status_line, headers])))
         head = "".join(f"{name}: {value}\r\n" for name, value in started[1])
         return f"HTTP/1.1 {started[0]}\r\n{head}Connection: close\r\n\r\n".encode("latin-1") + body
+
+
+def _linger(sock, seconds: float = 1.0, most: int = 2**20) -> None:
+    """Close gently after a refusal: stop sending, then read and drop what the client still sends.
+
+    Closing a socket with unread bytes makes the kernel send a reset, which can destroy
+    the answer before the client reads it. Bounded in time and bytes (nginx's
+    lingering_close).
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        with gevent.Timeout(seconds, False):
+            while most > 0:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                most -= len(data)
+    except OSError:
+        pass
 
 
 def _ip(addr) -> str:
