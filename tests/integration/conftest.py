@@ -2,7 +2,8 @@
 
 `scripts/integration.sh` provides MONGODB_URI (a throwaway FerretDB unless it is already
 set). With BASE_URL set, tests marked `blackbox` talk to that deployment instead of a
-server started here (the kind end-to-end job does this).
+server started here (the kind end-to-end job does this), and so do the sharding gates
+(marked `sharded_only`), which need a deployment on a sharded cluster.
 """
 from __future__ import annotations
 
@@ -15,6 +16,16 @@ MONGODB_ONLY_REASON = (
     "needs real MongoDB; runs in GitHub Actions against MongoDB 6, 7 and 8 "
     "(set INTEGRATION_REAL_MONGODB=1): "
 )
+SHARDED_ONLY_REASON = (
+    "needs the API on a sharded MongoDB cluster, reached through mongos; runs in GitHub "
+    "Actions (.github/workflows/sharded.yml on deploy/sharded-cluster; set "
+    "INTEGRATION_SHARDED=1 with BASE_URL, MONGODB_URI and MONGODB_DATABASE of that deployment): "
+)
+# marker -> (environment variable that enables it, reason prefix when it is off)
+GATED_MARKERS = {
+    "mongodb_only": ("INTEGRATION_REAL_MONGODB", MONGODB_ONLY_REASON),
+    "sharded_only": ("INTEGRATION_SHARDED", SHARDED_ONLY_REASON),
+}
 
 
 def pytest_configure(config):
@@ -22,19 +33,21 @@ def pytest_configure(config):
     for line in (
         "blackbox: pure HTTP contract test; runs against BASE_URL when it is set",
         "mongodb_only(reason): needs a real MongoDB; skipped unless INTEGRATION_REAL_MONGODB=1",
+        "sharded_only(reason): needs a sharded cluster; skipped unless INTEGRATION_SHARDED=1",
         "fault: starts its own servers or databases to inject a failure",
     ):
         config.addinivalue_line("markers", line)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip MongoDB-only tests on FerretDB, saying why each needs the real server."""
-    if os.environ.get("INTEGRATION_REAL_MONGODB") == "1":
-        return
-    for item in items:
-        marker = item.get_closest_marker("mongodb_only")
-        if marker:
-            item.add_marker(pytest.mark.skip(reason=MONGODB_ONLY_REASON + marker.args[0]))
+    """Skip the tests whose server is not there, saying why each needs it and where it runs."""
+    for name, (variable, reason) in GATED_MARKERS.items():
+        if os.environ.get(variable) == "1":
+            continue
+        for item in items:
+            marker = item.get_closest_marker(name)
+            if marker:
+                item.add_marker(pytest.mark.skip(reason=reason + marker.args[0]))
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -93,8 +106,10 @@ def start_service(tmp_path):
 
 @pytest.fixture
 def base_url(request) -> str:
-    """Where the API under test answers: BASE_URL for black-box tests, else the local server."""
-    if request.node.get_closest_marker("blackbox") and os.environ.get("BASE_URL"):
+    """Where the API under test answers: BASE_URL for black-box tests and sharding gates,
+    else the local server."""
+    deployed = request.node.get_closest_marker("blackbox") or request.node.get_closest_marker("sharded_only")
+    if deployed and os.environ.get("BASE_URL"):
         return os.environ["BASE_URL"].rstrip("/")
     return request.getfixturevalue("local_server").url
 
