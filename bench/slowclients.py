@@ -32,7 +32,7 @@ TRICKLE_INTERVAL = 1.0
 _TRICKLED_HEADERS = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
 _BODY = b'{"source": "slowclients", "payload": {"n": 1}}'
 # GET /data reads one page of a source of its own, so that its cost does not grow with the
-# records the POSTs add: the local stores (mongomock, FerretDB 1 on SQLite) scan.
+# records the POSTs add (mongomock, behind `make run`, scans).
 READ_SOURCE, PAGE = "slowclients-read", 10
 _TRICKLED_BODY_HEAD = (b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"Content-Length: %d\r\n\r\n" % (len(_BODY) * 10))
