@@ -21,7 +21,6 @@ from bson import ObjectId
 
 from . import cursor
 from .ids import first_id_at, first_id_of_second, successor
-from .repository import RecordRepository
 
 START = ObjectId(bytes(12))
 
@@ -58,10 +57,6 @@ def horizon(settle_seconds: int) -> ObjectId:
     return first_id_at(datetime.now(timezone.utc) - timedelta(seconds=settle_seconds))
 
 
-def read(repository: RecordRepository, args: dict, key: bytes, settle_seconds: int) -> dict:
-    """One page of the feed and the checkpoint after it (the same position if it is empty)."""
-    position = start_of(args, key)
-    items = repository.feed(position, horizon(settle_seconds), args["limit"], args.get("source"))
-    if items:
-        position = successor(items[-1]["_id"])
-    return {"items": items, "next": checkpoint(position, args.get("source"), key)}
+def resume_after(items: list[dict], start: ObjectId) -> ObjectId:
+    """The position after a page: past its last record, or where it started if it is empty."""
+    return successor(items[-1]["_id"]) if items else start

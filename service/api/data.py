@@ -14,7 +14,7 @@ from ..db import repository
 from ..repository import PageQuery
 from ..schemas import (
     BatchInSchema, BatchOutSchema, FeedPageSchema, FeedQuerySchema, IdempotencyHeaderSchema,
-    RecordInSchema, RecordPageSchema, RecordQuerySchema, RecordSchema,
+    RecordInSchema, RecordPageSchema, RecordQuerySchema, RecordSchema, record_json_size,
 )
 from .parser import StrictBlueprint
 
@@ -32,6 +32,20 @@ def protected(view):
     view = blp.doc(security=[{SCHEME_NAME: []}])(view)
     view = blp.alt_response(401, description="No API key, or an unknown one.")(view)
     return blp.alt_response(403, description="The API key lacks the scope.")(view)
+
+
+def fit_page(documents: list[dict], limit: int, budget: int) -> tuple[list[dict], bool]:
+    """The first records within `limit` and about `budget` bytes of JSON, and whether more follow.
+
+    A page holds at least one record, so a walk always advances (one record is at most
+    about PAYLOAD_MAX_BYTES, far below any allowed budget).
+    """
+    size = 0
+    for count, document in enumerate(documents[:limit]):
+        size += record_json_size(document)
+        if size > budget and count:
+            return documents[:count], True
+    return documents[:limit], len(documents) > limit
 
 
 # Records never change: a private cache (a browser, a client library) may keep one for
@@ -64,6 +78,7 @@ class Records(MethodView):
     """The collection of records."""
 
     @protected
+    @blp.no_query
     @blp.arguments(RecordInSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, RecordSchema, headers={"Location": {"schema": {"type": "string"}}})
@@ -104,7 +119,7 @@ class Records(MethodView):
                 abort(422, errors={"query": {"cursor": [str(exc)]}}, message="Invalid cursor.")
             query = replace(query, after=after)
         documents = repository().page(query)
-        items, more = documents[: query.limit], len(documents) > query.limit
+        items, more = fit_page(documents, query.limit, current_app.config["PAGE_MAX_BYTES"])
         next_cursor = cursor.encode(items[-1]["_id"], query.scope(), key) if more else None
         return {"items": items, "next_cursor": next_cursor}
 
@@ -115,6 +130,7 @@ class RecordItem(MethodView):
 
     @protected
     @cacheable
+    @blp.no_query
     @blp.response(200, RecordSchema, **CACHEABLE)
     @blp.alt_response(304, description="If-None-Match holds the current ETag: no body.")
     @blp.alt_response(404, description="No record has this id.")
@@ -132,6 +148,7 @@ class RecordBatch(MethodView):
     """Many records in one request."""
 
     @protected
+    @blp.no_query
     @blp.arguments(BatchInSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, BatchOutSchema)
@@ -173,8 +190,12 @@ class RecordFeed(MethodView):
         when no record with an older id can appear any more: a consumer that follows
         `next` sees every record once, in ascending id order.
         """
+        key, source = current_app.config["CURSOR_KEY"], args.get("source")
         try:
-            return feed.read(repository(), args, current_app.config["CURSOR_KEY"],
-                             current_app.config["SETTINGS"].feed_settle_seconds)
+            start = feed.start_of(args, key)
         except feed.InvalidCheckpoint as exc:
             abort(422, errors={"query": {"after": [str(exc)]}}, message="Invalid checkpoint.")
+        horizon = feed.horizon(current_app.config["SETTINGS"].feed_settle_seconds)
+        documents = repository().feed(start, horizon, args["limit"], source)
+        items, _ = fit_page(documents, args["limit"], current_app.config["PAGE_MAX_BYTES"])
+        return {"items": items, "next": feed.checkpoint(feed.resume_after(items, start), source, key)}

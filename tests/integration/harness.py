@@ -267,10 +267,24 @@ class FaultProxy(LoopbackListener):
         self.delay = delay
         self._flowing = threading.Event()
         self._flowing.set()
+        self._answering = threading.Event()
+        self._answering.set()
+        self._lock = threading.Lock()
+        self._hold_after: int | None = None
 
     def silence(self) -> None:
         """Stop forwarding in both directions, as a hung database would."""
         self._flowing.clear()
+
+    def hold_answers_after(self, sent_bytes: int) -> None:
+        """Hold every answer once `sent_bytes` more bytes of commands have gone through:
+        a large write reaches the database and commits, and nobody hears that it did."""
+        with self._lock:
+            self._hold_after = sent_bytes
+
+    def answer(self) -> None:
+        """Deliver answers again (held ones included; their requests have given up by then)."""
+        self._answering.set()
 
     def handle(self, client: socket.socket) -> None:
         try:
@@ -278,33 +292,50 @@ class FaultProxy(LoopbackListener):
         except OSError:  # the database is down: refuse this connection, keep accepting others
             client.close()
             return
-        for src, dst, delay in ((client, upstream, self.delay), (upstream, client, None)):
-            thread = threading.Thread(target=self._pump, args=(src, dst, delay), daemon=True)
+        # Before the pumps start: either pump may close both sockets when its side ends.
+        client.settimeout(0.2)
+        upstream.settimeout(0.2)
+        for src, dst, gate in ((client, upstream, self._flowing), (upstream, client, self._answering)):
+            thread = threading.Thread(target=self._pump, args=(src, dst, gate), daemon=True)
             self._threads.append(thread)
             thread.start()
 
-    def _hold(self, delay) -> bool:
-        """Wait out the delay and any silence; False when the proxy is closing."""
-        if delay is not None:
-            time.sleep(delay())
-        while not self._flowing.wait(0.2):
-            if self._closing.is_set():
-                return False
-        return True
-
-    def _pump(self, src: socket.socket, dst: socket.socket, delay=None) -> None:
-        src.settimeout(0.2)
+    def _pump(self, src: socket.socket, dst: socket.socket, gate: threading.Event) -> None:
         with src, dst:
             while not self._closing.is_set():
-                try:
-                    data = src.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
+                data = self._receive(src)
+                if data is None or (data and not self._forward(dst, data, gate)):
                     return
-                if not data or not self._hold(delay):
-                    return
-                try:
-                    dst.sendall(data)
-                except OSError:
-                    return
+
+    @staticmethod
+    def _receive(src: socket.socket) -> bytes | None:
+        """The next bytes (empty when none arrived yet); None once the connection is over."""
+        try:
+            return src.recv(65536) or None
+        except TimeoutError:
+            return b""
+        except OSError:
+            return None
+
+    def _forward(self, dst: socket.socket, data: bytes, gate: threading.Event) -> bool:
+        """Send `data` on once the proxy and this direction flow; False if the connection is over."""
+        if self.delay is not None and gate is self._flowing:
+            time.sleep(self.delay())
+        while not (self._flowing.wait(0.2) and gate.wait(0.2)):
+            if self._closing.is_set():
+                return False
+        try:
+            dst.sendall(data)
+        except OSError:
+            return False
+        if gate is self._flowing:
+            self._count_sent(len(data))
+        return True
+
+    def _count_sent(self, size: int) -> None:
+        with self._lock:
+            if self._hold_after is not None:
+                self._hold_after -= size
+                if self._hold_after <= 0:
+                    self._hold_after = None
+                    self._answering.clear()
