@@ -47,8 +47,8 @@ def database(uri: str | None):
         port = free_port()
         subprocess.run([str(FERRETDB_SCRIPT), "start", workdir, str(port)], check=True, timeout=60)
         try:
-            description = f"FerretDB {ferretdb_version()} (PostgreSQL 15 + DocumentDB)"
-            yield f"mongodb://127.0.0.1:{port}/", description
+            server = f"FerretDB {ferretdb_version()} (PostgreSQL 15 + DocumentDB)"
+            yield f"mongodb://127.0.0.1:{port}/", server
         finally:
             subprocess.run([str(FERRETDB_SCRIPT), "stop", workdir], check=False, timeout=60)
 
