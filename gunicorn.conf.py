@@ -14,6 +14,7 @@ terminationGracePeriodSeconds, which must exceed preStop + graceful_timeout.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import tempfile
 
@@ -32,13 +33,17 @@ _settings = Settings.from_env()
 
 bind = _settings.bind
 metrics_port = _settings.metrics_port
-worker_class = "gthread"
+# gevent: a slow or silent client holds a greenlet (memory), not a thread (capacity);
+# service/worker.py bounds how long it may take. Comparison: docs/architecture.md.
+worker_class = "service.worker.Worker"
 # The in-memory store lives in one process: every request must reach the same one.
 workers = 1 if _settings.in_memory else _settings.web_concurrency
-threads = _settings.threads
+worker_connections = _settings.worker_connections
 timeout = _settings.worker_timeout
 graceful_timeout = _settings.graceful_timeout
-keepalive = 5
+# In the gevent worker this is the deadline for each request's headers, counted from
+# when the connection opens or the previous response ends (and the keep-alive idle time).
+keepalive = _settings.client_header_timeout
 # Recycling workers bounds slow leaks; jitter keeps them from restarting together.
 max_requests = _settings.max_requests
 max_requests_jitter = max_requests // 10
@@ -63,8 +68,27 @@ logconfig_dict = {
 }
 
 
+def _raise_open_files_limit(needed: int) -> int:
+    """Raise the soft limit of open files toward `needed` (at most the hard limit); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return needed
+    soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
+
+
+# Each connection is a file; the database pool, the listener, logs and imports need more.
+OPEN_FILES_MARGIN = 256
+
+
 def on_starting(server) -> None:
     """Start from an empty metrics directory: stale files would add old counts."""
+    needed = worker_connections + _settings.max_pool_size + OPEN_FILES_MARGIN
+    allowed = _raise_open_files_limit(needed)
+    if allowed < needed:
+        server.log.warning("open files limited to %d, below the %d that GUNICORN_WORKER_CONNECTIONS=%d "
+                           "needs: lower it or raise the limit (ulimit -n)", allowed, needed, worker_connections)
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)

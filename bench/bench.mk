@@ -8,7 +8,7 @@ BENCH_VENV      := .tools/bench-venv
 BENCH_RESULTS   ?= bench/results
 BENCH_REPORT    := BENCH_RESULTS=$(BENCH_RESULTS) $(BENCH_VENV)/bin/python -m bench.report
 
-.PHONY: bench soak bench-overhead bench-tune bench-report bench-lock
+.PHONY: bench soak bench-overhead bench-tune bench-slow bench-report bench-lock
 
 # k6 is the load generator: built from its pinned module with the installed Go.
 $(K6):
@@ -35,6 +35,9 @@ bench-overhead: venv $(BENCH_VENV)/.installed ## CPU per request of the service 
 bench-tune: venv $(K6) $(BENCH_VENV)/.installed ## capacity and p99 per gunicorn workers/threads and pool size
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.tune
 	$(BENCH_REPORT)
+
+bench-slow: venv ## 768 slow or silent connections vs 50 req/s of polite traffic, per server configuration
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.slow
 
 bench-report: $(BENCH_VENV)/.installed ## rewrite RESULTS.md and latency.png from the JSON results
 	$(BENCH_REPORT)

@@ -112,6 +112,8 @@ class Settings:
                                      "largest payload, as compact UTF-8 JSON")
     payload_max_depth: int = setting("PAYLOAD_MAX_DEPTH", _integer(1, 90), "32",
                                      "deepest payload nesting (the payload object is depth 1)")
+    page_max_bytes: int = setting("PAGE_MAX_BYTES", _integer(2**16, 256 * 2**20), str(4 * 2**20),
+                                  "a page of GET /data stops before it grows past this many bytes")
     batch_max_records: int = setting("BATCH_MAX_RECORDS", _integer(1, 10_000), "1000",
                                      "most records in one POST /data/batch")
     idempotency_ttl_seconds: int = setting("IDEMPOTENCY_TTL_SECONDS", _integer(60, 90 * 86400), "86400",
@@ -125,7 +127,13 @@ class Settings:
     bind: str = setting("BIND", _text, "127.0.0.1:8000", "gunicorn's address (the image sets 0.0.0.0:8000)")
     web_concurrency: int = setting("WEB_CONCURRENCY", _integer(1, 64), "2",
                                    "gunicorn worker processes (1 with memory://)")
-    threads: int = setting("GUNICORN_THREADS", _integer(1, 64), "4", "threads per worker process")
+    worker_connections: int = setting("GUNICORN_WORKER_CONNECTIONS", _integer(1, 10_000), "1000",
+                                      "connections one worker process holds at once")
+    client_header_timeout: int = setting("CLIENT_HEADER_TIMEOUT", _integer(1, 300), "5",
+                                         "seconds a client has to send a request's headers (and to idle "
+                                         "between requests)")
+    client_body_timeout: int = setting("CLIENT_BODY_TIMEOUT", _integer(1, 300), "10",
+                                       "seconds a client has to send a request's body (408 past it)")
     worker_timeout: int = setting("GUNICORN_TIMEOUT", _integer(1, 600), "30",
                                   "seconds before a silent worker is restarted")
     graceful_timeout: int = setting("GUNICORN_GRACEFUL_TIMEOUT", _integer(1, 600), "25",

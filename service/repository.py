@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -16,12 +15,10 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from .ids import made_at, new_id
 
-log = logging.getLogger(__name__)
 SOURCE_INDEX = "source_1__id_-1"
 ID_INDEX = "_id_"
 EXPIRY_INDEX = "expires_at_ttl"
 # Server error codes this module acts on.
-NOT_IMPLEMENTED = 238
 DUPLICATE_KEY = 11000
 MAX_TIME_EXPIRED = 50
 # Failures of the moment, not of the record (time limits, a primary stepping down, a
@@ -309,29 +306,16 @@ class RecordRepository:
         """Raise unless the database answers."""
         self.records.database.client.admin.command("ping")
 
-    def _ensure_key_expiry(self) -> list[str]:
-        """The TTL index that forgets Idempotency-Keys, where the server has TTL indexes.
-
-        FerretDB 1.x (the local integration server) answers NotImplemented: there keys
-        are kept, which only means a retry is recognised for longer.
-        """
-        try:
-            return self.keys.create_indexes(
-                [IndexModel([("expires_at", ASCENDING)], name=EXPIRY_INDEX, expireAfterSeconds=0)]
-            )
-        except OperationFailure as exc:
-            if exc.code != NOT_IMPLEMENTED:
-                raise
-            log.warning("the server has no TTL indexes: Idempotency-Keys will not expire")
-            return []
-
     def ensure_indexes(self) -> list[str]:
         """Create the indexes if missing (idempotent); raise IndexConflict on a mismatch."""
         try:
             created = self.records.create_indexes(
                 [IndexModel([("source", ASCENDING), ("_id", DESCENDING)], name=SOURCE_INDEX)]
             )
-            created += self._ensure_key_expiry()
+            # The TTL index that forgets Idempotency-Keys once they expire.
+            created += self.keys.create_indexes(
+                [IndexModel([("expires_at", ASCENDING)], name=EXPIRY_INDEX, expireAfterSeconds=0)]
+            )
         except OperationFailure as exc:
             # 85 IndexOptionsConflict, 86 IndexKeySpecsConflict: never drop and recreate.
             if exc.code in (85, 86):

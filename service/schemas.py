@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import orjson
 from flask import current_app
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
 SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -109,6 +109,27 @@ def validate_batch_size(records: list) -> None:
         raise ValidationError(f"Between 1 and {most} records.")
 
 
+# A 422 for a batch lists this many failing records; the message says how many failed.
+BATCH_ERRORS_LISTED = 10
+
+
+class SummarizedError(ValidationError):
+    """A ValidationError whose messages are a sample; `summary` says what was left out."""
+
+    def __init__(self, messages: dict, summary: str):
+        super().__init__(messages)
+        self.summary = summary
+
+
+class DigitsInteger(fields.Integer):
+    """A non-negative integer written in ASCII digits only (no sign, `_`, or other scripts)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def single_line(value: str) -> None:
     """Refuse a trailing newline, which a `$` anchor would let through."""
     if "\n" in value:
@@ -137,7 +158,7 @@ class RecordInSchema(Schema):
                   "example": {"amount": 42, "currency": "EUR"}},
     )
     timestamp = RFC3339DateTime(
-        load_default=None,
+        load_default=None, allow_none=False,
         metadata={"description": "event time; defaults to the time of receipt"},
     )
     tags = fields.List(
@@ -165,6 +186,16 @@ class RecordSchema(Schema):
     created_at = RFC3339DateTime(metadata={"description": "time the id was made (1 s resolution)"})
 
 
+# Bytes of a record's JSON besides its payload, source and tags: keys, id, two dates.
+RECORD_JSON_OVERHEAD = 160
+
+
+def record_json_size(document: dict) -> int:
+    """About how many bytes `document` takes in a response (never fewer); cheap: no schema dump."""
+    return (len(orjson.dumps(document["payload"])) + len(orjson.dumps(document.get("tags", [])))
+            + len(document["source"]) + RECORD_JSON_OVERHEAD)
+
+
 class RecordPageSchema(Schema):
     """One page of records, newest first."""
 
@@ -181,7 +212,7 @@ class RecordQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
+    limit = DigitsInteger(load_default=100, validate=validate.Range(1, 1000))
     cursor = fields.String(metadata={"description": "next_cursor of the previous page"})
     source = source_field()
     since = RFC3339DateTime(metadata={"description": "created_at on or after (inclusive)"})
@@ -211,6 +242,28 @@ class BatchInSchema(Schema):
         unknown = RAISE
 
     records = fields.List(fields.Nested(RecordInSchema), required=True, validate=validate_batch_size)
+
+    @pre_load
+    def _cap_first(self, data, **kwargs):
+        """Refuse too many records before validating any of them: the cap must stay cheap."""
+        if isinstance(data, dict) and isinstance(data.get("records"), list):
+            try:
+                validate_batch_size(data["records"])
+            except ValidationError as error:
+                raise ValidationError(error.messages, "records") from None
+        return data
+
+    def handle_error(self, error: ValidationError, data, **kwargs):
+        """List the first BATCH_ERRORS_LISTED failing records, and say how many failed."""
+        failing = error.messages.get("records") if isinstance(error.messages, dict) else None
+        if not isinstance(failing, dict) or len(failing) <= BATCH_ERRORS_LISTED:
+            return
+        listed = dict(sorted(failing.items())[:BATCH_ERRORS_LISTED])
+        raise SummarizedError(
+            {**error.messages, "records": listed},
+            f"{len(failing)} of {len(data['records'])} records are invalid; "
+            f"errors lists the first {BATCH_ERRORS_LISTED}.",
+        ) from None
 
 
 class BatchOutSchema(Schema):

@@ -13,7 +13,7 @@ from ..db import repository
 from ..repository import PageQuery
 from ..schemas import (
     BatchInSchema, BatchOutSchema, IdempotencyHeaderSchema, RecordInSchema,
-    RecordPageSchema, RecordQuerySchema, RecordSchema,
+    RecordPageSchema, RecordQuerySchema, RecordSchema, record_json_size,
 )
 from .parser import StrictBlueprint
 
@@ -33,6 +33,20 @@ def protected(view):
     return blp.alt_response(403, description="The API key lacks the scope.")(view)
 
 
+def fit_page(documents: list[dict], limit: int, budget: int) -> tuple[list[dict], bool]:
+    """The first records within `limit` and about `budget` bytes of JSON, and whether more follow.
+
+    A page holds at least one record, so a walk always advances (one record is at most
+    about PAYLOAD_MAX_BYTES, far below any allowed budget).
+    """
+    size = 0
+    for count, document in enumerate(documents[:limit]):
+        size += record_json_size(document)
+        if size > budget and count:
+            return documents[:count], True
+    return documents[:limit], len(documents) > limit
+
+
 def _created(document: dict, status: int):
     location = url_for("data.RecordItem", record_id=str(document["_id"]))
     return document, status, {"Location": location}
@@ -43,6 +57,7 @@ class Records(MethodView):
     """The collection of records."""
 
     @protected
+    @blp.no_query
     @blp.arguments(RecordInSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, RecordSchema, headers={"Location": {"schema": {"type": "string"}}})
@@ -83,7 +98,7 @@ class Records(MethodView):
                 abort(422, errors={"query": {"cursor": [str(exc)]}}, message="Invalid cursor.")
             query = replace(query, after=after)
         documents = repository().page(query)
-        items, more = documents[: query.limit], len(documents) > query.limit
+        items, more = fit_page(documents, query.limit, current_app.config["PAGE_MAX_BYTES"])
         next_cursor = cursor.encode(items[-1]["_id"], query.scope(), key) if more else None
         return {"items": items, "next_cursor": next_cursor}
 
@@ -93,6 +108,7 @@ class RecordItem(MethodView):
     """One record."""
 
     @protected
+    @blp.no_query
     @blp.response(200, RecordSchema)
     @blp.alt_response(404, description="No record has this id.")
     @blp.alt_response(503, **UNAVAILABLE)
@@ -109,6 +125,7 @@ class RecordBatch(MethodView):
     """Many records in one request."""
 
     @protected
+    @blp.no_query
     @blp.arguments(BatchInSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, BatchOutSchema)

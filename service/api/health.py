@@ -4,13 +4,13 @@ from __future__ import annotations
 import pymongo
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from ..db import repository
 from ..repository import MissingIndex
+from .parser import StrictBlueprint
 
-blp = Blueprint("health", __name__, description="Probes for orchestrators.")
+blp = StrictBlueprint("health", __name__, description="Probes for orchestrators.")
 
 
 class HealthSchema(Schema):
@@ -23,6 +23,7 @@ class HealthSchema(Schema):
 class Liveness(MethodView):
     """The process is running."""
 
+    @blp.no_query
     @blp.response(200, HealthSchema)
     def get(self):
         """Liveness: touches no dependency"""
@@ -33,6 +34,7 @@ class Liveness(MethodView):
 class Readiness(MethodView):
     """The process can serve requests."""
 
+    @blp.no_query
     @blp.response(200, HealthSchema)
     @blp.alt_response(
         503, description="MongoDB did not answer in time, or an index is missing (see the message).")

@@ -6,6 +6,7 @@ import typing
 
 import flask
 from flask_smorest import Blueprint, abort
+from marshmallow import Schema
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
@@ -32,10 +33,24 @@ def _lone_surrogate(value) -> bool:
     return False
 
 
+class DuplicateKey(ValueError):
+    """An object names the same key twice: which value was meant is ambiguous."""
+
+
+def _unique_keys(pairs: list[tuple[str, typing.Any]]) -> dict:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise DuplicateKey(f"duplicate key {duplicate!r}")
+    return document
+
+
 def parse_strict_json(body: bytes):
-    """Parse standard JSON only: no NaN/Infinity, valid UTF-8, no lone surrogates."""
+    """Parse standard JSON only: no NaN/Infinity, no duplicate keys, valid UTF-8, no lone surrogates."""
     try:
-        document = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+        document = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant,
+                              object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:
         # JSONDecodeError and UnicodeDecodeError are ValueErrors; RecursionError is
         # how the decoder reports nesting deeper than the interpreter allows.
@@ -54,15 +69,37 @@ def _reason(exc: Exception) -> str:
 
 
 class StrictParser(FlaskParser):
-    """Bodies must be declared as JSON (else 415) and be standard JSON (else 400)."""
+    """Bodies must be declared as JSON (else 415) and be standard JSON (else 400); query
+    parameters may appear once each (else 422)."""
 
     def _raw_load_json(self, req: flask.Request) -> typing.Any:
         if not req.mimetype or not core.is_json(req.mimetype):
             abort(415, message="Send the body as application/json.")
         return parse_strict_json(req.get_data(cache=True))
 
+    def load_querystring(self, req: flask.Request, schema):
+        repeated = sorted(name for name, values in req.args.lists() if len(values) > 1)
+        if repeated:
+            abort(422, message="Give each query parameter once.",
+                  errors={"query": {name: ["Repeated parameter."] for name in repeated}})
+        return super().load_querystring(req, schema)
+
+    def handle_error(self, error, req, schema, *, error_status_code, error_headers):
+        """webargs' 422, plus the summary of errors that were left out, when there is one."""
+        summary = {"message": error.summary} if hasattr(error, "summary") else {}
+        abort(error_status_code or self.DEFAULT_VALIDATION_STATUS, exc=error, messages=error.messages,
+              schema=schema, headers=error_headers, **summary)
+
+
+class NoQuerySchema(Schema):
+    """Routes that take no query parameter: any one is a 422 naming it."""
+
 
 class StrictBlueprint(Blueprint):
-    """A flask-smorest Blueprint that parses request bodies with StrictParser."""
+    """A flask-smorest Blueprint that parses with StrictParser."""
 
     ARGUMENTS_PARSER = StrictParser()
+
+    def no_query(self, view):
+        """Refuse every query parameter on `view` (flask-smorest ignores unknown ones by default)."""
+        return self.arguments(NoQuerySchema, location="query", unknown="raise", as_kwargs=True)(view)

@@ -34,8 +34,24 @@ def load(monkeypatch, tmp_path):
 
 def test_production_settings(load):
     conf = load(MONGODB_URI="mongodb://db", CURSOR_SECRET="s" * 32, WEB_CONCURRENCY="3", BIND="0.0.0.0:8000")
-    assert (conf.workers, conf.threads, conf.worker_class, conf.bind) == (3, 4, "gthread", "0.0.0.0:8000")
+    assert (conf.workers, conf.worker_class, conf.bind) == (3, "service.worker.Worker", "0.0.0.0:8000")
+    assert (conf.worker_connections, conf.keepalive) == (1000, 5)
     assert conf.graceful_timeout < conf.timeout
+
+
+def test_open_files_limit_is_raised_for_the_connections(load, monkeypatch):
+    conf = load(MONGODB_URI="memory://", GUNICORN_WORKER_CONNECTIONS="900")
+    limits = {"soft": 256, "hard": 1000}
+    monkeypatch.setattr(conf.resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
+    monkeypatch.setattr(conf.resource, "setrlimit", lambda _, value: limits.update(soft=value[0]))
+    warnings = []
+    server = SimpleNamespace(log=SimpleNamespace(warning=lambda *args: warnings.append(args)))
+    conf.on_starting(server)
+    assert limits["soft"] == 1000 and "open files limited" in warnings[0][0]
+    limits["soft"] = 4096
+    warnings.clear()
+    conf.on_starting(server)
+    assert limits["soft"] == 4096 and not warnings
 
 
 def test_memory_store_runs_one_worker(load):
@@ -52,7 +68,7 @@ def test_metrics_directory_is_emptied_at_start(load, tmp_path):
     stale = tmp_path / "metrics" / "counter_1.db"
     stale.parent.mkdir()
     stale.write_bytes(b"old")
-    conf.on_starting(server=None)
+    conf.on_starting(server=SimpleNamespace(log=SimpleNamespace(warning=print)))
     assert not stale.exists() and stale.parent.is_dir()
 
 
@@ -65,7 +81,7 @@ def test_a_configured_metrics_directory_creates_no_temporary_one(load, monkeypat
 
 def test_child_exit_removes_the_dead_workers_live_gauges(load, tmp_path):
     conf = load(MONGODB_URI="memory://")
-    conf.on_starting(server=None)
+    conf.on_starting(server=SimpleNamespace(log=SimpleNamespace(warning=print)))
     metrics = tmp_path / "metrics"
     dead, alive = metrics / "gauge_livesum_41.db", metrics / "gauge_livesum_42.db"
     kept = [metrics / "counter_41.db", metrics / "gauge_max_41.db", alive]

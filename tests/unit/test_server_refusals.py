@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 from bson import ObjectId
-from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
+from pymongo.errors import AutoReconnect, BulkWriteError
 
 from service import repository as repository_module
 from service.db import repository
@@ -98,16 +98,6 @@ def test_a_refusal_on_a_retry_also_removes_what_earlier_attempts_of_the_key_stor
     assert records.count_documents({}) == 1
     assert client.post("/data/batch", json=batch(4), headers=headers).status_code == 201
     assert records.count_documents({}) == 5
-
-
-def test_init_db_works_on_a_server_without_ttl_indexes(app, monkeypatch, caplog):
-    with app.app_context():
-        keys = repository().keys
-    monkeypatch.setattr(keys, "create_indexes",
-                        lambda models: (_ for _ in ()).throw(OperationFailure("no TTL", code=238)))
-    result = app.test_cli_runner().invoke(args=["init-db"])
-    assert result.exit_code == 0 and "source_1__id_-1" in result.output
-    assert "Idempotency-Keys will not expire" in caplog.text
 
 
 @pytest.mark.parametrize("timestamp, stored", [
