@@ -2,19 +2,22 @@
 
 `scripts/integration.sh` provides MONGODB_URI (a throwaway FerretDB unless it is already
 set). With BASE_URL set, tests marked `blackbox` talk to that deployment instead of a
-server started here (the kind end-to-end job does this).
+server started here (the kind end-to-end job does this). With CONTAINER_IMAGE set
+(`make test-container`), they talk to that image, run here as compose runs it, and the
+tests marked `container` check the running image itself.
 """
 from __future__ import annotations
 
 import os
 
 import pytest
-from . import harness
+from . import container, harness
 
 MONGODB_ONLY_REASON = (
     "needs real MongoDB; runs in GitHub Actions against MongoDB 6, 7 and 8 "
     "(set INTEGRATION_REAL_MONGODB=1): "
 )
+CONTAINER_REASON = "needs the image built by `make test-container` (CONTAINER_IMAGE), which runs it"
 
 
 def pytest_configure(config):
@@ -23,18 +26,20 @@ def pytest_configure(config):
         "blackbox: pure HTTP contract test; runs against BASE_URL when it is set",
         "mongodb_only(reason): needs a real MongoDB; skipped unless INTEGRATION_REAL_MONGODB=1",
         "fault: starts its own servers or databases to inject a failure",
+        "container: checks the service image itself; runs in `make test-container`",
     ):
         config.addinivalue_line("markers", line)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip MongoDB-only tests on FerretDB, saying why each needs the real server."""
-    if os.environ.get("INTEGRATION_REAL_MONGODB") == "1":
-        return
+    """Skip MongoDB-only tests on FerretDB, and image tests without an image, saying why."""
+    real_mongodb = os.environ.get("INTEGRATION_REAL_MONGODB") == "1"
     for item in items:
         marker = item.get_closest_marker("mongodb_only")
-        if marker:
+        if marker and not real_mongodb:
             item.add_marker(pytest.mark.skip(reason=MONGODB_ONLY_REASON + marker.args[0]))
+        if item.get_closest_marker("container") and not container.configured():
+            item.add_marker(pytest.mark.skip(reason=CONTAINER_REASON))
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -91,11 +96,27 @@ def start_service(tmp_path):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def service_container(mongodb_uri, database_name):
+    """The image under test, after running its own `init-db` as the compose job does."""
+    env = {"MONGODB_URI": mongodb_uri, "MONGODB_DATABASE": database_name}
+    init_db = container.run_once("flask", "--app", "service", "init-db", **env)
+    assert init_db.returncode == 0, f"init-db in the image failed:\n{init_db.stdout}{init_db.stderr}"
+    server = container.ServiceContainer(**env)
+    try:
+        yield server.start()
+    finally:
+        server.remove()
+
+
 @pytest.fixture
 def base_url(request) -> str:
-    """Where the API under test answers: BASE_URL for black-box tests, else the local server."""
-    if request.node.get_closest_marker("blackbox") and os.environ.get("BASE_URL"):
-        return os.environ["BASE_URL"].rstrip("/")
+    """Where the API under test answers: BASE_URL or the image for black-box tests, else the local server."""
+    if request.node.get_closest_marker("blackbox"):
+        if os.environ.get("BASE_URL"):
+            return os.environ["BASE_URL"].rstrip("/")
+        if container.configured():
+            return request.getfixturevalue("service_container").url
     return request.getfixturevalue("local_server").url
 
 
