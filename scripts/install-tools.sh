@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the linters that are not Python packages into .tools/ at pinned
-# versions. Idempotent: a tool already installed at its pinned version is kept,
-# so this is cheap to call before every lint run.
+# Installs the tools that are not Python packages of the project into .tools/ at
+# pinned versions. Idempotent: a tool already installed at its pinned version is
+# kept, so this is cheap to call before every lint run.
 #   - Go programs, built from the Go module proxy with the local Go toolchain.
 #   - checkov and podman-compose, each in a virtualenv of its own: checkov's
 #     dependency pins conflict with the project's dev requirements, and neither
 #     belongs to the service.
+#   - podman (with runc) and mmdebstrap, from the distribution's packages (apt-get,
+#     as root or through sudo): the container engine of `make test-container` and of
+#     podman-compose, and the maker of its stand-in base image.
 # Usage: scripts/install-tools.sh [TOOL...]   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,13 +52,30 @@ python_tool() {
   echo "$requirement" >"$stamp"
 }
 
+# apt_tool PACKAGE...: install the Debian packages that are missing.
+apt_tool() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
+  done
+  ((${#missing[@]} == 0)) && return
+  command -v apt-get >/dev/null || { echo "install-tools: install ${missing[*]} (no apt-get here)" >&2; exit 1; }
+  local sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  echo "install-tools: installing ${missing[*]} with apt-get"
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+}
+
 install() {
   case "$1" in
     kustomize) go_tool kustomize "$KUSTOMIZE" ;;
     kube-score) go_tool kube-score "$KUBE_SCORE" ;;
     actionlint) go_tool actionlint "$ACTIONLINT" ;;
     checkov) python_tool checkov "$CHECKOV" ;;
-    podman-compose) python_tool podman-compose "$PODMAN_COMPOSE" ;;
+    podman-compose) apt_tool podman runc; python_tool podman-compose "$PODMAN_COMPOSE" ;;
+    podman) apt_tool podman runc ;;
+    mmdebstrap) apt_tool mmdebstrap ;;
     *) echo "install-tools: unknown tool $1" >&2; exit 2 ;;
   esac
 }

@@ -2,8 +2,8 @@
 # `make test-container`: build the service image and test it running, as compose and
 # Kubernetes run it, against the integration server on loopback.
 #
-#   1. an engine: docker when its daemon answers, else podman (installed with apt-get
-#      when missing);
+#   1. an engine: docker when its daemon answers, else podman (installed by
+#      scripts/install-tools.sh when missing);
 #   2. the base: the pinned python:3.12-slim of the Containerfile when it can be pulled,
 #      else a Debian 12 base made here with mmdebstrap (Python 3.11) passed as BASE_IMAGE;
 #   3. the build, timed, and the image size;
@@ -30,6 +30,7 @@ WORK=$(mktemp -d)
 readonly WORK
 
 ENGINE=()
+COMPOSE=()
 RUN_OPTIONS=(--label "$LABEL")
 BUILD_OPTIONS=(--label "$LABEL")
 REMOVE_IMAGES=()
@@ -47,31 +48,25 @@ as_root() {
     if ((EUID == 0)); then "$@"; else sudo "$@"; fi
 }
 
-# apt_install PACKAGE...: install what is missing (Debian and Ubuntu hosts).
-apt_install() {
-    local missing=()
-    for package in "$@"; do
-        dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
-    done
-    ((${#missing[@]} == 0)) && return
-    command -v apt-get >/dev/null || die "install ${missing[*]} (no apt-get here)"
-    say "installing ${missing[*]}"
-    as_root apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-}
-
 choose_engine() {
     if [[ "${TEST_ENGINE:-}" != podman ]] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
         ENGINE=(docker)
+        COMPOSE=(docker compose)
+        docker compose version >/dev/null || die "docker has no compose plugin"
         return
     fi
     [[ "${TEST_ENGINE:-podman}" == podman ]] || die "TEST_ENGINE=$TEST_ENGINE: docker does not answer"
-    apt_install podman runc
+    scripts/install-tools.sh podman podman-compose
     # runc and cgroupfs work on hosts with hybrid cgroups, where crun and systemd refuse;
     # explicit ulimits because such hosts may not let a container raise the defaults.
-    ENGINE=(podman --runtime "$(command -v runc)" --cgroup-manager=cgroupfs)
+    local globals=(--runtime "$(command -v runc)" --cgroup-manager=cgroupfs)
     local limits=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
-    RUN_OPTIONS+=("${limits[@]}")
+    ENGINE=(podman "${globals[@]}")
+    # --read-only-tmpfs=false: podman alone would also mount /run and /var/tmp writable;
+    # docker and Kubernetes give the read-only root only the /tmp we ask for.
+    RUN_OPTIONS+=("${limits[@]}" --read-only-tmpfs=false)
+    COMPOSE=("$PWD/.tools/podman-compose-venv/bin/podman-compose" --in-pod false
+        "--podman-args=${globals[*]}" "--podman-run-args=${RUN_OPTIONS[*]}")
     # docker format: the OCI image format has no HEALTHCHECK. No layer cache: nothing is left behind.
     BUILD_OPTIONS+=("${limits[@]}" --format docker --layers=false)
 }
@@ -93,7 +88,7 @@ make_local_base() {
     local main security started=$SECONDS
     main=${DEBIAN_MIRROR:-$(host_mirror debian http://deb.debian.org/debian)}
     security=$(host_mirror debian-security http://deb.debian.org/debian-security)
-    apt_install mmdebstrap
+    scripts/install-tools.sh mmdebstrap
     say "making a Debian 12 base with mmdebstrap from $main"
     # python-is-python3: the Containerfile calls `python`, as the official image provides.
     as_root mmdebstrap --quiet --variant=minbase \
@@ -171,7 +166,9 @@ lend_ca_to_build
 build
 say "image $IMAGE: $((IMAGE_BYTES / 1000000)) MB, built in ${BUILD_SECONDS}s"
 tests_started=$SECONDS
-CONTAINER_IMAGE="$IMAGE" CONTAINER_ENGINE="${ENGINE[*]}" CONTAINER_RUN_OPTIONS="${RUN_OPTIONS[*]}" \
+# Quoted for the suite, which splits them as a shell would (shlex).
+CONTAINER_IMAGE="$IMAGE" CONTAINER_ENGINE=$(printf '%q ' "${ENGINE[@]}") \
+    CONTAINER_RUN_OPTIONS=$(printf '%q ' "${RUN_OPTIONS[@]}") CONTAINER_COMPOSE=$(printf '%q ' "${COMPOSE[@]}") \
     scripts/integration.sh -m "blackbox or container" "$@"
 say "engine:  ${ENGINE[*]}"
 say "base:    $BASE_USED"

@@ -4,7 +4,8 @@
   CONTAINER_IMAGE          the image under test
   CONTAINER_ENGINE         the engine command with its global options, e.g. "docker" or
                            "podman --runtime /usr/sbin/runc --cgroup-manager=cgroupfs"
-  CONTAINER_RUN_OPTIONS    extra `run` options this machine needs (ulimits, a cleanup label)
+  CONTAINER_RUN_OPTIONS    extra `run` options this engine needs (ulimits, a cleanup label)
+  CONTAINER_COMPOSE        the compose command for that engine, e.g. "docker compose"
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import shlex
 import subprocess
 
-from .harness import answers, free_port, unique, wait_until
+from .harness import REPO, answers, free_port, unique, wait_until
 
 # compose.yaml's `read_only`, `tmpfs`, `cap_drop`, `security_opt` and the Deployment's
 # securityContext, as run options; the user is the image's own (USER 10001:10001).
@@ -66,6 +67,13 @@ def run_once(*command: str, network: str = "host", **env: str) -> subprocess.Com
     return engine("run", "--rm", *run_options(network, **env), image(), *command, check=False)
 
 
+def python_in(name: str, code: str) -> str:
+    """Run Python in a running container, as the image's user (the image has no shell tools to rely on)."""
+    result = engine("exec", name, "python", "-c", code, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def engine_made_changes() -> set[str]:
     """What the engine itself changes in a container's root filesystem (the mount points
     of /etc/hosts, /etc/resolv.conf...): the `diff` of a container of the image that runs nothing."""
@@ -114,10 +122,8 @@ class ServiceContainer:
         return engine("exec", self.name, *command, check=False)
 
     def python(self, code: str) -> str:
-        """Run Python inside the container (the image has no shell tools to rely on); its output."""
-        result = self.exec("python", "-c", code)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+        """Run Python inside the container; its output."""
+        return python_in(self.name, code)
 
     def signal(self, name: str) -> None:
         """Send a signal to the container's main process (gunicorn, PID 1)."""
@@ -140,3 +146,29 @@ class ServiceContainer:
         """Stop as compose does (SIGTERM, SIGKILL after a grace period) and delete the container."""
         engine("stop", "-t", "30", self.name, check=False, timeout=90)
         engine("rm", "--force", self.name, check=False)
+
+
+class Compose:
+    """compose.yaml with compose.test.yaml over it: the project's own services on the image
+    under test, on the host network, against MONGODB_URI, under a project name of their own."""
+
+    FILES = ("compose.yaml", "compose.test.yaml")
+
+    def __init__(self, **env: str):
+        self.project = unique("data-ingest-test")
+        self.env = {**os.environ, "CONTAINER_IMAGE": image(), **env}
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a compose command on the project; its result, checked by the caller."""
+        command = shlex.split(os.environ["CONTAINER_COMPOSE"]) + ["--project-name", self.project]
+        for path in self.FILES:
+            command += ["--file", path]
+        return subprocess.run(command + list(args), cwd=REPO, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def container_of(self, service: str) -> str:
+        """The id of the service's container."""
+        found = engine("ps", "--quiet", "--filter", f"label=com.docker.compose.project={self.project}",
+                       "--filter", f"label=com.docker.compose.service={service}").stdout.split()
+        assert len(found) == 1, f"one container of {service} expected, found {found}"
+        return found[0]

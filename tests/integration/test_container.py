@@ -36,8 +36,9 @@ print(json.dumps(found))
 """
 
 
-def test_every_process_runs_as_10001_without_capabilities(service_container):
-    processes = json.loads(service_container.python(PROCESS_STATUS))
+def assert_unprivileged_gunicorn(container_name: str) -> None:
+    """gunicorn is PID 1 with its workers; every process is 10001 with no capability to gain."""
+    processes = json.loads(container.python_in(container_name, PROCESS_STATUS))
     gunicorn = {pid: p for pid, p in processes.items() if p["Name"].startswith("gunicorn")}
     assert "1" in gunicorn, f"gunicorn must be PID 1 to receive SIGTERM: {processes}"
     assert len(gunicorn) >= 3, f"master and two workers expected: {gunicorn}"
@@ -46,6 +47,20 @@ def test_every_process_runs_as_10001_without_capabilities(service_container):
         assert status["Gid"].split() == [str(USER)] * 4, (pid, status)
         assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, (pid, status)
         assert status["NoNewPrivs"] == "1", (pid, status)
+
+
+def assert_read_only_root(container_name: str) -> None:
+    """Writing to /app fails with EROFS; /tmp is writable."""
+    probe = container.python_in(
+        container_name,
+        "import os, tempfile\n"
+        "try:\n    open('/app/probe', 'w')\nexcept OSError as exc:\n    print(exc.errno)\n"
+        "with tempfile.NamedTemporaryFile(dir='/tmp'):\n    print('tmp ok')\n")
+    assert probe.splitlines() == ["30", "tmp ok"], f"expected EROFS (30) on /app and a writable /tmp: {probe}"
+
+
+def test_every_process_runs_as_10001_without_capabilities(service_container):
+    assert_unprivileged_gunicorn(service_container.name)
     assert container.image_inspect()["Config"]["User"] == f"{USER}:{USER}"
 
 
@@ -75,11 +90,7 @@ def test_root_filesystem_is_read_only_and_nothing_is_written_outside_tmp(service
     assert api.get("/docs").status_code == 200
     assert "http_requests_total" in requests.get(service_container.metrics_url, timeout=5).text
 
-    probe = service_container.python(
-        "import os, tempfile\n"
-        "try:\n    open('/app/probe', 'w')\nexcept OSError as exc:\n    print(exc.errno)\n"
-        "with tempfile.NamedTemporaryFile(dir='/tmp'):\n    print('tmp ok')\n")
-    assert probe.splitlines() == ["30", "tmp ok"], f"expected EROFS (30) on /app and a writable /tmp: {probe}"
+    assert_read_only_root(service_container.name)
     written = set(service_container.diff()) - container.engine_made_changes()
     assert not written, f"the service changed its root filesystem: {sorted(written)}"
     assert "Read-only file system" not in service_container.logs()
@@ -129,3 +140,27 @@ def test_sigterm_drains_in_flight_requests_and_exits_within_the_grace_period(ser
     harness.report("container shutdown (SIGTERM to PID 1 under load)", slow_in_flight=SLOW_REQUESTS,
                    acknowledged=len(acknowledged), stored=len(stored), refused=statuses.count(None),
                    shutdown_s=f"{shutdown_s:.2f}", graceful_timeout_s=GRACEFUL_TIMEOUT_S)
+
+
+def test_compose_runs_init_db_then_the_api_with_its_hardening(mongodb_uri, database_name, source):
+    port, metrics_port = harness.free_port(), harness.free_port()
+    compose = container.Compose(MONGODB_URI=mongodb_uri, MONGODB_DATABASE=database_name,
+                                API_PORT=str(port), METRICS_PORT=str(metrics_port))
+    try:
+        init_db = compose("run", "--rm", "-T", "init-db")
+        assert init_db.returncode == 0 and "indexes ready" in init_db.stdout, init_db.stdout + init_db.stderr
+        up = compose("up", "--detach", "--no-deps", "api")
+        assert up.returncode == 0, up.stdout + up.stderr
+        url = f"http://127.0.0.1:{port}"
+        assert harness.wait_until(lambda: harness.answers(f"{url}/readyz"), 60), compose("logs", "api").stdout
+        api = harness.Client(url)
+        created = api.create(source, {"via": "compose"})
+        assert api.get(f"/data/{created['id']}").json() == created
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert "http_requests_total" in metrics.text
+        api_container = compose.container_of("api")
+        assert_unprivileged_gunicorn(api_container)
+        assert_read_only_root(api_container)
+    finally:
+        down = compose("down")
+    assert down.returncode == 0, down.stdout + down.stderr
