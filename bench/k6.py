@@ -21,7 +21,9 @@ def run(out: Path, base_url: str, samples: Path, **env) -> Path:
     Returns the run's samples file.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    variables = {"BASE_URL": base_url, "SAMPLES": str(samples), **{k.upper(): str(v) for k, v in env.items()}}
+    # Absolute: k6 resolves open() paths against the script's directory, not the working one.
+    variables = {"BASE_URL": base_url, "SAMPLES": str(samples.resolve()),
+                 **{k.upper(): str(v) for k, v in env.items()}}
     command = [str(K6), "run", "--quiet", "--no-usage-report", "--no-thresholds",
                "--out", f"csv={out}", "--system-tags", "scenario,status,expected_response",
                *(f"--env={k}={v}" for k, v in variables.items()), str(SCRIPT)]

@@ -38,7 +38,7 @@ def ferretdb_version() -> str:
 
 @contextlib.contextmanager
 def database(uri: str | None):
-    """Yield (uri, server description): the given server, or a throwaway FerretDB on SQLite."""
+    """Yield (uri, server description): the given server, or a throwaway FerretDB 2 on PostgreSQL."""
     if uri and uri.startswith("mongodb"):
         yield uri, os.environ.get("BENCH_SERVER", "MongoDB at MONGODB_URI")
         return
@@ -47,7 +47,8 @@ def database(uri: str | None):
         port = free_port()
         subprocess.run([str(FERRETDB_SCRIPT), "start", workdir, str(port)], check=True, timeout=60)
         try:
-            yield f"mongodb://127.0.0.1:{port}/", f"FerretDB {ferretdb_version()} (SQLite backend)"
+            server = f"FerretDB {ferretdb_version()} (PostgreSQL 15 + DocumentDB)"
+            yield f"mongodb://127.0.0.1:{port}/", server
         finally:
             subprocess.run([str(FERRETDB_SCRIPT), "stop", workdir], check=False, timeout=60)
 

@@ -42,7 +42,7 @@ def measure(bench: run.Bench, volume: int, ops: list[str], rate: int, seconds: i
 def tune(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int) -> dict:
     """Every configuration against the same preloaded collection."""
     secret = secrets.token_hex(16)
-    # POST by default: on FerretDB, reads measure its table scans rather than the service.
+    # POST by default; TUNE_OPS names others (by_id, first_page, deep_page).
     ops = os.environ.get("TUNE_OPS", "post").split(",")
     results, rate = [], 0
     with run.scratch_database(uri) as repository:

@@ -2,8 +2,10 @@
 # The integration suite: the service under gunicorn, over HTTP, against a real server.
 #
 # MONGODB_URI set (e.g. after `docker compose up -d mongo`): that server is used.
-# MONGODB_URI unset or memory:// (the Makefile's default for `make run`): FerretDB (scripts/ferretdb.sh) is built if needed and started on a
-# free loopback port in a temporary directory, then stopped when the suite ends.
+# MONGODB_URI unset or memory:// (the Makefile's default for `make run`): FerretDB 2 on PostgreSQL
+# (scripts/ferretdb.sh) is built if needed and started on a free loopback port in a temporary
+# directory, then stopped when the suite ends. FERRETDB_PG_HOST tells the query-plan gates where
+# PostgreSQL's socket is, for EXPLAIN ANALYZE.
 # Each run uses a database of its own (MONGODB_DATABASE, unless already set).
 # Arguments are passed to pytest, e.g. `scripts/integration.sh -m blackbox -x`.
 set -euo pipefail
@@ -25,8 +27,8 @@ start_ferretdb() {
     trap "scripts/ferretdb.sh stop '$dir'; rm -rf '$dir'" EXIT
     port=$(free_port)
     scripts/ferretdb.sh start "$dir" "$port"
-    export MONGODB_URI="mongodb://127.0.0.1:$port/"
-    echo "integration.sh: FerretDB on 127.0.0.1:$port (data in $dir)"
+    export MONGODB_URI="mongodb://127.0.0.1:$port/" FERRETDB_PG_HOST="$dir/pg"
+    echo "integration.sh: FerretDB 2 on 127.0.0.1:$port (data in $dir)"
 }
 
 if [[ -z "${MONGODB_URI:-}" || "$MONGODB_URI" == "memory://" ]]; then

@@ -57,8 +57,8 @@ def _duplicate(error: DuplicateKeyError):
     abort(409, message="A record with this id already exists.")
 
 
-# BadValue: a value within our rules that the server still will not store (FerretDB 1.x
-# refuses '.' in keys and arrays inside arrays, which MongoDB stores).
+# BadValue: a value within our rules that the server still will not store (an older or
+# stricter MongoDB-compatible server may refuse a shape MongoDB accepts): the client's 422.
 BAD_VALUE = 2
 
 

@@ -2,9 +2,10 @@
 
 `scripts/integration.sh` provides MONGODB_URI (a throwaway FerretDB unless it is already
 set). With BASE_URL set, tests marked `blackbox` talk to that deployment instead of a
-server started here (the kind end-to-end job does this). With CONTAINER_IMAGE set
-(`make test-container`), they talk to that image, run here as compose runs it, and the
-tests marked `container` check the running image itself.
+server started here (the kind end-to-end job does this), and so do the sharding gates
+(marked `sharded_only`), which need a deployment on a sharded cluster. With
+CONTAINER_IMAGE set (`make test-container`), black-box tests talk to that image, run
+here as compose runs it, and the tests marked `container` check the running image itself.
 """
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ MONGODB_ONLY_REASON = (
     "(set INTEGRATION_REAL_MONGODB=1): "
 )
 CONTAINER_REASON = "needs the image built by `make test-container` (CONTAINER_IMAGE), which runs it"
+SHARDED_ONLY_REASON = (
+    "needs the API on a sharded MongoDB cluster, reached through mongos; runs in GitHub "
+    "Actions (.github/workflows/sharded.yml on deploy/sharded-cluster; set "
+    "INTEGRATION_SHARDED=1 with BASE_URL, MONGODB_URI and MONGODB_DATABASE of that deployment): "
+)
+# marker -> (environment variable that enables it, reason prefix when it is off)
+GATED_MARKERS = {
+    "mongodb_only": ("INTEGRATION_REAL_MONGODB", MONGODB_ONLY_REASON),
+    "sharded_only": ("INTEGRATION_SHARDED", SHARDED_ONLY_REASON),
+}
 
 
 def pytest_configure(config):
@@ -25,6 +36,7 @@ def pytest_configure(config):
     for line in (
         "blackbox: pure HTTP contract test; runs against BASE_URL when it is set",
         "mongodb_only(reason): needs a real MongoDB; skipped unless INTEGRATION_REAL_MONGODB=1",
+        "sharded_only(reason): needs a sharded cluster; skipped unless INTEGRATION_SHARDED=1",
         "fault: starts its own servers or databases to inject a failure",
         "container: checks the service image itself; runs in `make test-container`",
     ):
@@ -32,14 +44,18 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip MongoDB-only tests on FerretDB, and image tests without an image, saying why."""
-    real_mongodb = os.environ.get("INTEGRATION_REAL_MONGODB") == "1"
-    for item in items:
-        marker = item.get_closest_marker("mongodb_only")
-        if marker and not real_mongodb:
-            item.add_marker(pytest.mark.skip(reason=MONGODB_ONLY_REASON + marker.args[0]))
-        if item.get_closest_marker("container") and not container.configured():
-            item.add_marker(pytest.mark.skip(reason=CONTAINER_REASON))
+    """Skip the tests whose server or image is not there, saying why each needs it and where it runs."""
+    for name, (variable, reason) in GATED_MARKERS.items():
+        if os.environ.get(variable) == "1":
+            continue
+        for item in items:
+            marker = item.get_closest_marker(name)
+            if marker:
+                item.add_marker(pytest.mark.skip(reason=reason + marker.args[0]))
+    if not container.configured():
+        for item in items:
+            if item.get_closest_marker("container"):
+                item.add_marker(pytest.mark.skip(reason=CONTAINER_REASON))
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -111,12 +127,13 @@ def service_container(mongodb_uri, database_name):
 
 @pytest.fixture
 def base_url(request) -> str:
-    """Where the API under test answers: BASE_URL or the image for black-box tests, else the local server."""
-    if request.node.get_closest_marker("blackbox"):
-        if os.environ.get("BASE_URL"):
-            return os.environ["BASE_URL"].rstrip("/")
-        if container.configured():
-            return request.getfixturevalue("service_container").url
+    """Where the API under test answers: BASE_URL for black-box tests and sharding gates,
+    the image under test for black-box tests, else the local server."""
+    deployed = request.node.get_closest_marker("blackbox") or request.node.get_closest_marker("sharded_only")
+    if deployed and os.environ.get("BASE_URL"):
+        return os.environ["BASE_URL"].rstrip("/")
+    if request.node.get_closest_marker("blackbox") and container.configured():
+        return request.getfixturevalue("service_container").url
     return request.getfixturevalue("local_server").url
 
 

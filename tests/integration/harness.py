@@ -1,10 +1,12 @@
-"""Processes the integration suite drives: the service under gunicorn, FerretDB, a mute database."""
+"""Processes the integration suite drives: the service under gunicorn, FerretDB 2, a mute database."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -168,48 +170,38 @@ class ServiceProcess:
 
 
 class FerretDB:
-    """A FerretDB of its own in `workdir`, which a test may kill and restart."""
+    """A FerretDB 2 + PostgreSQL of its own, which a test may kill and restart.
 
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
+    Its data lives in a directory of the system's temporary space, because PostgreSQL runs
+    as its own user and must reach it (pytest's `tmp_path` is private to root).
+    """
+
+    def __init__(self):
+        self.workdir = Path(tempfile.mkdtemp(prefix="ferretdb-"))
         self.port = free_port()
         self.uri = f"mongodb://127.0.0.1:{self.port}/"
 
     @staticmethod
     def available() -> bool:
-        """True once `scripts/ferretdb.sh install` has built the binary."""
+        """True once `scripts/ferretdb.sh install` has built the server."""
         return FERRETDB_BINARY.exists()
 
-    def _script(self, *args: str) -> None:
-        subprocess.run([str(FERRETDB_SCRIPT), *args], check=True, timeout=60)
+    def _script(self, command: str, *args: str) -> None:
+        subprocess.run([str(FERRETDB_SCRIPT), command, str(self.workdir), *args], check=True, timeout=90)
 
     def start(self) -> "FerretDB":
-        """Start (or restart) on the same port and data directory."""
-        self._script("start", str(self.workdir), str(self.port))
+        """Start (or restart, recovering after a crash) on the same port and data."""
+        self._script("start", str(self.port))
         return self
 
     def kill(self) -> None:
-        """SIGKILL: the crash case, nothing gets flushed or closed politely."""
-        pid = int((self.workdir / "ferretdb.pid").read_text())
-        os.kill(pid, signal.SIGKILL)
-        assert wait_until(lambda: not _alive(pid), 10), f"FerretDB pid {pid} survived SIGKILL"
+        """SIGKILL to FerretDB and every PostgreSQL process: a crash, nothing flushed politely."""
+        self._script("kill")
 
     def stop(self) -> None:
-        """Stop politely; a no-op when already stopped."""
-        self._script("stop", str(self.workdir))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A killed child of the ferretdb.sh shell is reparented and reaped by init; until then it
-    # is a zombie, which counts as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
+        """Stop politely and delete the data."""
+        self._script("stop")
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class LoopbackListener:

@@ -104,10 +104,10 @@ def test_unresponsive_database(start_service):
 
 
 @needs_ferretdb
-def test_database_that_hangs_mid_operation(start_service, tmp_path):
+def test_database_that_hangs_mid_operation(start_service):
     """Connections already pooled go silent: the socket timeout must end every request."""
     timeout_ms, socket_timeout_ms = 500, 1000
-    database = harness.FerretDB(tmp_path / "ferretdb").start()
+    database = harness.FerretDB().start()
     try:
         with harness.FaultProxy(database.port) as proxy:
             server = start_service(init_db=True, MONGODB_URI=proxy.uri, MONGODB_TIMEOUT_MS=str(timeout_ms),
@@ -174,8 +174,8 @@ class WriteLoad:
 
 
 @needs_ferretdb
-def test_database_killed_and_restarted_under_write_load(start_service, tmp_path):
-    database = harness.FerretDB(tmp_path / "ferretdb").start()
+def test_database_killed_and_restarted_under_write_load(start_service):
+    database = harness.FerretDB().start()
     try:
         server = start_service(init_db=True, MONGODB_URI=database.uri)
         load = WriteLoad(server.url, harness.unique("crash"), total=2000)
