@@ -11,7 +11,7 @@ PORT   ?= 8000
 include bench/bench.mk
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run init-db test unit lint lint-python lint-infra test-integration bench soak lock clean
+.PHONY: help venv run init-db test unit lint lint-python lint-infra test-integration test-container bench soak lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ lint: lint-python ## every linter and validator (Python, container, manifests, w
 
 test-integration: venv ## the integration suite over HTTP against a real server (FerretDB unless MONGODB_URI is set)
 	scripts/integration.sh
+
+test-container: venv ## build the image and run it as compose does: init-db, black-box suite, image checks
+	scripts/test-container.sh
 
 lock: ## regenerate the hashed lock files from requirements*.in
 	test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools==7.6.2

@@ -89,7 +89,8 @@ def volumes_section(result: dict) -> list[str]:
     ratios = ", ".join(f"{LABELS[op]} **{r}**" for op, r in result["ratios_p99_last_over_first"].items())
     return [
         "## Latency vs volume (`make bench`)", "", machine_line(result), "",
-        f"Service: gunicorn gthread, {svc['web_concurrency']} workers x {svc['gunicorn_threads']} threads, "
+        f"Service: gunicorn {svc['worker_class']}, {svc['web_concurrency']} workers of "
+        f"{svc['worker_connections']} connections, "
         f"pool {svc['mongodb_max_pool_size']}, write concern {svc['mongodb_write_concern']}, "
         f"pages of {svc['page_limit']}, records of ~{svc['record_bytes']} bytes of JSON.", "",
         "Each operation alone under open-loop load (k6 constant-arrival-rate) at half its closed-loop "

@@ -208,8 +208,8 @@ def ratios(levels: list[dict]) -> dict:
 
 def service_settings() -> dict:
     """The production settings the service ran with (the defaults unless overridden)."""
-    return {"web_concurrency": int(os.environ.get("WEB_CONCURRENCY", "2")),
-            "gunicorn_threads": int(os.environ.get("GUNICORN_THREADS", "4")),
+    return {"worker_class": "gevent", "web_concurrency": int(os.environ.get("WEB_CONCURRENCY", "2")),
+            "worker_connections": int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000")),
             "mongodb_max_pool_size": int(os.environ.get("MONGODB_MAX_POOL_SIZE", "20")),
             "mongodb_write_concern": os.environ.get("MONGODB_WRITE_CONCERN", "majority"),
             "page_limit": PAGE_LIMIT, "record_bytes": len(json.dumps(preload.payload_body()))}

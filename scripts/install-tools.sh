@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the linters that are not Python packages into .tools/ at pinned
-# versions. Idempotent: a tool already installed at its pinned version is kept,
-# so this is cheap to call before every lint run.
+# Installs the tools that are not Python packages of the project into .tools/ at
+# pinned versions. Idempotent: a tool already installed at its pinned version is
+# kept, so this is cheap to call before every lint run.
 #   - Go programs, built from the Go module proxy with the local Go toolchain.
-#   - checkov, in a virtualenv of its own: its dependency pins conflict with
-#     the project's dev requirements.
+#   - checkov and podman-compose, each in a virtualenv of its own: checkov's
+#     dependency pins conflict with the project's dev requirements, and neither
+#     belongs to the service.
+#   - podman (with runc) and mmdebstrap, from the distribution's packages (apt-get,
+#     as root or through sudo): the container engine of `make test-container` and of
+#     podman-compose, and the maker of its stand-in base image.
 # Usage: scripts/install-tools.sh [TOOL...]   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +18,7 @@ readonly KUSTOMIZE="sigs.k8s.io/kustomize/kustomize/v5@v5.8.2"
 readonly KUBE_SCORE="github.com/zegl/kube-score/cmd/kube-score@v1.20.0"
 readonly ACTIONLINT="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
 readonly CHECKOV="checkov==3.3.30"
+readonly PODMAN_COMPOSE="podman-compose==1.6.0"
 readonly PYTHON="${PYTHON:-python3}"
 
 # go_tool NAME MODULE@VERSION: build NAME into .tools/bin unless that exact
@@ -32,16 +37,34 @@ go_tool() {
   echo "$module" >"$stamp"
 }
 
-checkov_venv() {
-  local venv="$TOOLS/checkov-venv"
-  local stamp="$TOOLS/versions/checkov"
-  if [[ -x "$venv/bin/checkov" && "$(cat "$stamp" 2>/dev/null)" == "$CHECKOV" ]]; then
+# python_tool NAME PACKAGE==VERSION: install into .tools/NAME-venv unless that
+# exact version is already there.
+python_tool() {
+  local name=$1 requirement=$2
+  local venv="$TOOLS/$name-venv"
+  local stamp="$TOOLS/versions/$name"
+  if [[ -x "$venv/bin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$requirement" ]]; then
     return
   fi
-  echo "install-tools: installing $CHECKOV into .tools/checkov-venv"
+  echo "install-tools: installing $requirement into .tools/$name-venv"
   "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$CHECKOV"
-  echo "$CHECKOV" >"$stamp"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$requirement"
+  echo "$requirement" >"$stamp"
+}
+
+# apt_tool PACKAGE...: install the Debian packages that are missing.
+apt_tool() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
+  done
+  ((${#missing[@]} == 0)) && return
+  command -v apt-get >/dev/null || { echo "install-tools: install ${missing[*]} (no apt-get here)" >&2; exit 1; }
+  local sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  echo "install-tools: installing ${missing[*]} with apt-get"
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 }
 
 install() {
@@ -49,14 +72,17 @@ install() {
     kustomize) go_tool kustomize "$KUSTOMIZE" ;;
     kube-score) go_tool kube-score "$KUBE_SCORE" ;;
     actionlint) go_tool actionlint "$ACTIONLINT" ;;
-    checkov) checkov_venv ;;
+    checkov) python_tool checkov "$CHECKOV" ;;
+    podman-compose) apt_tool podman runc; python_tool podman-compose "$PODMAN_COMPOSE" ;;
+    podman) apt_tool podman runc ;;
+    mmdebstrap) apt_tool mmdebstrap ;;
     *) echo "install-tools: unknown tool $1" >&2; exit 2 ;;
   esac
 }
 
 mkdir -p "$TOOLS/bin" "$TOOLS/versions"
 if [[ $# -eq 0 ]]; then
-  set -- kustomize kube-score actionlint checkov
+  set -- kustomize kube-score actionlint checkov podman-compose
 fi
 for tool in "$@"; do
   install "$tool"

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
 TOOLS_BIN = ROOT / ".tools" / "bin"
 CHECKOV = ROOT / ".tools" / "checkov-venv" / "bin" / "checkov"
+PODMAN_COMPOSE = ROOT / ".tools" / "podman-compose-venv" / "bin" / "podman-compose"
+COMPOSE_FILES = (ROOT / "compose.yaml", ROOT / "deploy" / "sharded-cluster" / "compose.yaml")
 RENDERED = ROOT / ".cache" / "lint"
 OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
 KUBE_SCORE_CONFIG = ROOT / "deploy" / "kube-score.yaml"
@@ -89,9 +91,16 @@ def check_manifests(rendered, results):
 
 
 def check_container(results):
-    """hadolint, and the two ignore files that must not drift apart."""
+    """hadolint, compose.yaml as a compose implementation reads it, and the two ignore
+    files that must not drift apart."""
     results.append(("hadolint", run(
         "hadolint", [ROOT / "Containerfile"], [VENV_BIN / "hadolint", "Containerfile"])))
+    # Parses, merges and interpolates each file and checks dependency conditions; it does
+    # not validate keys against the compose specification. compose.test.yaml needs the
+    # values `make test-container` gives it, and runs there.
+    for compose in COMPOSE_FILES:
+        results.append((f"podman-compose config {rel([compose])[0]}", run(
+            "podman-compose config", [compose], [PODMAN_COMPOSE, "--file", compose, "config", "--quiet"])))
     ignores = [ROOT / ".containerignore", ROOT / ".dockerignore"]
     same = ignores[0].read_bytes() == ignores[1].read_bytes()
     print(f"\n==> ignore files identical: {', '.join(rel(ignores))}\n    {'ok' if same else 'FAILED'}")

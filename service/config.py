@@ -113,7 +113,7 @@ class Settings:
     database: str = setting("MONGODB_DATABASE", _text, "ingest", "database name")
     collection: str = setting("MONGODB_COLLECTION", _text, "records", "collection of records")
     timeout_ms: int = setting("MONGODB_TIMEOUT_MS", _integer(100, 60_000), "2000",
-                              "server selection and connect timeout")
+                              "connect timeout; /readyz; server selection outside requests")
     socket_timeout_ms: int = setting("MONGODB_SOCKET_TIMEOUT_MS", _integer(100, 120_000), "5000",
                                      "socket read timeout of one operation outside requests (CLI)")
     request_timeout_ms: int = setting("MONGODB_REQUEST_TIMEOUT_MS", _integer(100, 120_000), "5000",

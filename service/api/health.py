@@ -1,6 +1,8 @@
 """Liveness and readiness probes."""
 from __future__ import annotations
 
+import pymongo
+from flask import current_app
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
@@ -39,8 +41,11 @@ class Readiness(MethodView):
     def get(self):
         """Readiness: MongoDB answers and the indexes the queries need exist"""
         repo = repository()
-        repo.ping()  # failures become a 503 with Retry-After (errors.py)
-        missing = repo.missing_indexes()
+        # Within MONGODB_TIMEOUT_MS, not the request budget: an answer before the probe's
+        # own timeout, and no server to select is "not ready" rather than a long wait.
+        with pymongo.timeout(current_app.config["SETTINGS"].timeout_ms / 1000):
+            repo.ping()  # failures become a 503 with Retry-After (errors.py)
+            missing = repo.missing_indexes()
         if missing:
             raise MissingIndex(missing[0])  # the same 503 as a query that needs it
         return {"status": "ok"}

@@ -3,19 +3,22 @@
 `scripts/integration.sh` provides MONGODB_URI (a throwaway FerretDB unless it is already
 set). With BASE_URL set, tests marked `blackbox` talk to that deployment instead of a
 server started here (the kind end-to-end job does this), and so do the sharding gates
-(marked `sharded_only`), which need a deployment on a sharded cluster.
+(marked `sharded_only`), which need a deployment on a sharded cluster. With
+CONTAINER_IMAGE set (`make test-container`), black-box tests talk to that image, run
+here as compose runs it, and the tests marked `container` check the running image itself.
 """
 from __future__ import annotations
 
 import os
 
 import pytest
-from . import harness
+from . import container, harness
 
 MONGODB_ONLY_REASON = (
     "needs real MongoDB; runs in GitHub Actions against MongoDB 6, 7 and 8 "
     "(set INTEGRATION_REAL_MONGODB=1): "
 )
+CONTAINER_REASON = "needs the image built by `make test-container` (CONTAINER_IMAGE), which runs it"
 SHARDED_ONLY_REASON = (
     "needs the API on a sharded MongoDB cluster, reached through mongos; runs in GitHub "
     "Actions (.github/workflows/sharded.yml on deploy/sharded-cluster; set "
@@ -35,12 +38,13 @@ def pytest_configure(config):
         "mongodb_only(reason): needs a real MongoDB; skipped unless INTEGRATION_REAL_MONGODB=1",
         "sharded_only(reason): needs a sharded cluster; skipped unless INTEGRATION_SHARDED=1",
         "fault: starts its own servers or databases to inject a failure",
+        "container: checks the service image itself; runs in `make test-container`",
     ):
         config.addinivalue_line("markers", line)
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip the tests whose server is not there, saying why each needs it and where it runs."""
+    """Skip the tests whose server or image is not there, saying why each needs it and where it runs."""
     for name, (variable, reason) in GATED_MARKERS.items():
         if os.environ.get(variable) == "1":
             continue
@@ -48,6 +52,10 @@ def pytest_collection_modifyitems(config, items):
             marker = item.get_closest_marker(name)
             if marker:
                 item.add_marker(pytest.mark.skip(reason=reason + marker.args[0]))
+    if not container.configured():
+        for item in items:
+            if item.get_closest_marker("container"):
+                item.add_marker(pytest.mark.skip(reason=CONTAINER_REASON))
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -104,13 +112,28 @@ def start_service(tmp_path):
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def service_container(mongodb_uri, database_name):
+    """The image under test, after running its own `init-db` as the compose job does."""
+    env = {"MONGODB_URI": mongodb_uri, "MONGODB_DATABASE": database_name}
+    init_db = container.run_once("flask", "--app", "service", "init-db", **env)
+    assert init_db.returncode == 0, f"init-db in the image failed:\n{init_db.stdout}{init_db.stderr}"
+    server = container.ServiceContainer(**env)
+    try:
+        yield server.start()
+    finally:
+        server.remove()
+
+
 @pytest.fixture
 def base_url(request) -> str:
     """Where the API under test answers: BASE_URL for black-box tests and sharding gates,
-    else the local server."""
+    the image under test for black-box tests, else the local server."""
     deployed = request.node.get_closest_marker("blackbox") or request.node.get_closest_marker("sharded_only")
     if deployed and os.environ.get("BASE_URL"):
         return os.environ["BASE_URL"].rstrip("/")
+    if request.node.get_closest_marker("blackbox") and container.configured():
+        return request.getfixturevalue("service_container").url
     return request.getfixturevalue("local_server").url
 
 

@@ -31,6 +31,13 @@ def report(test: str, **figures) -> None:
     FIGURES.append(f"{test}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
+def request_bound_s(budget_ms: int, timeout_ms: int = 2000, slack_s: float = 2.0) -> float:
+    """The longest a request may take while the database fails: its budget
+    (MONGODB_REQUEST_TIMEOUT_MS), plus one connection attempt (MONGODB_TIMEOUT_MS) the driver
+    may have begun just before the deadline, plus slack for a loaded 2-core machine."""
+    return (budget_ms + timeout_ms) / 1000 + slack_s
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
     with socket.socket() as sock:

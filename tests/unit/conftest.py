@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from service import create_app
+
+# No time limit per example: on a loaded machine a request can take longer than hypothesis'
+# default 200 ms, and speed is measured by the benchmarks, never by unit tests.
+settings.register_profile("unit", deadline=None)
+settings.load_profile("unit")
 
 MEMORY = {"MONGODB_URI": "memory://"}
 

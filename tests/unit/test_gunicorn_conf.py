@@ -3,19 +3,26 @@ from __future__ import annotations
 
 import runpy
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from service.config import ConfigError
+from service.config import ConfigError, Settings
 
 CONF = Path(__file__).parents[2] / "gunicorn.conf.py"
 
 
 @pytest.fixture
 def load(monkeypatch, tmp_path):
-    """Evaluate gunicorn.conf.py under the given environment, as gunicorn does."""
+    """Evaluate gunicorn.conf.py under the given environment, as gunicorn does.
+
+    gunicorn.conf.py reads the process environment: every setting the caller's shell may
+    have exported is removed first, so only the test's own values count.
+    """
+    for f in fields(Settings):
+        monkeypatch.delenv(f.metadata["env"], raising=False)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
 
     def evaluate(**environ):
