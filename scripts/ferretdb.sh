@@ -23,9 +23,11 @@ readonly TOOLS="$ROOT/.tools"
 readonly BIN_DIR="$TOOLS/bin"
 readonly FERRETDB="$BIN_DIR/ferretdb"
 readonly BUILD_DIR="$TOOLS/documentdb"
-readonly STAMP="$BUILD_DIR/installed"
 readonly PG_BIN="/usr/lib/postgresql/$PG_MAJOR/bin"
 readonly PG_CONFIG="$PG_BIN/pg_config"
+# Beside the installed extension, not in the checkout: the extension is the machine's, so
+# every checkout on it (and every CI run) reuses one build while its fingerprint matches.
+readonly STAMP="/usr/share/postgresql/$PG_MAJOR/extension/documentdb.build-fingerprint"
 readonly PG_USER=postgres
 readonly START_TIMEOUT_S="${FERRETDB_START_TIMEOUT_S:-60}"
 readonly STOP_TIMEOUT_S=20
