@@ -56,18 +56,6 @@ usage() {
 
 # --- install -------------------------------------------------------------------------
 
-install_apt_packages() {
-    local missing=() pkg
-    for pkg in "${APT_PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-    done
-    ((${#missing[@]} == 0)) && return
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
-
 # What the installed extension was built from: the archives' checksums, PostgreSQL's
 # version and this script's build steps. A second install with the same stamp is a no-op.
 build_fingerprint() {
@@ -150,7 +138,7 @@ install_ferretdb() {
 
 cmd_install() {
     [[ $EUID -eq 0 ]] || die "install needs root (apt-get, PostgreSQL's extension directory)"
-    install_apt_packages
+    "$ROOT/scripts/apt-install.sh" "${APT_PACKAGES[@]}"
     if ! extension_current; then
         check_archives
         say "building the DocumentDB extension into PostgreSQL $PG_MAJOR (several minutes, once)"

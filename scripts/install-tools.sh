@@ -54,17 +54,7 @@ python_tool() {
 
 # apt_tool PACKAGE...: install the Debian packages that are missing.
 apt_tool() {
-  local missing=() package
-  for package in "$@"; do
-    dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' || missing+=("$package")
-  done
-  ((${#missing[@]} == 0)) && return
-  command -v apt-get >/dev/null || { echo "install-tools: install ${missing[*]} (no apt-get here)" >&2; exit 1; }
-  local sudo=()
-  ((EUID == 0)) || sudo=(sudo)
-  echo "install-tools: installing ${missing[*]} with apt-get"
-  "${sudo[@]}" apt-get update -q
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  scripts/apt-install.sh "$@"
 }
 
 install() {
