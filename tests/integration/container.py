@@ -14,7 +14,7 @@ import os
 import shlex
 import subprocess
 
-from .harness import REPO, answers, free_port, unique, wait_until
+from .harness import CURSOR_SECRET, REPO, answers, free_port, unique, wait_until
 
 # compose.yaml's `read_only`, `tmpfs`, `cap_drop`, `security_opt` and the Deployment's
 # securityContext, as run options; the user is the image's own (USER 10001:10001).
@@ -55,9 +55,10 @@ def image_healthcheck() -> dict:
 
 
 def run_options(network: str = "host", **env: str) -> list[str]:
-    """`run` options shared by every container the suite starts."""
+    """`run` options shared by every container the suite starts (with the run's cursor secret,
+    which every deployment must set, as every pod of one shares it)."""
     options = [*HARDENING, "--network", network, *shlex.split(os.environ.get("CONTAINER_RUN_OPTIONS", ""))]
-    for name, value in env.items():
+    for name, value in {"CURSOR_SECRET": CURSOR_SECRET, **env}.items():
         options += ["-e", f"{name}={value}"]
     return options
 
