@@ -33,7 +33,7 @@ run: venv ## serve the API on 127.0.0.1:8000 (MONGODB_URI defaults to memory://)
 	BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py 'service:create_app()'
 
 lint-python: venv
-	$(BIN)/flake8 service tests bench
+	$(BIN)/flake8 service tests bench gunicorn.conf.py
 
 test: venv lint-python unit ## lint the Python code and run the unit tests (branch coverage >= 95%)
 

@@ -88,7 +88,8 @@ def on_starting(server) -> None:
     allowed = _raise_open_files_limit(needed)
     if allowed < needed:
         server.log.warning("open files limited to %d, below the %d that GUNICORN_WORKER_CONNECTIONS=%d "
-                           "needs: lower it or raise the limit (ulimit -n)", allowed, needed, worker_connections)
+                           "needs: lower it or raise the limit (ulimit -n)",
+                           allowed, needed, worker_connections)
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
