@@ -23,6 +23,7 @@ from pymongo import DESCENDING, MongoClient
 
 from bench import k6, machine, preload, servers
 from service import cursor
+from service.config import Settings
 from service.repository import ID_INDEX, PageQuery, RecordRepository
 
 # Reads first: POSTs grow the collection, which must be the stated volume when it is read.
@@ -207,11 +208,17 @@ def ratios(levels: list[dict]) -> dict:
 
 
 def service_settings() -> dict:
-    """The production settings the service ran with (the defaults unless overridden)."""
-    return {"worker_class": "gevent", "web_concurrency": int(os.environ.get("WEB_CONCURRENCY", "2")),
-            "worker_connections": int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000")),
-            "mongodb_max_pool_size": int(os.environ.get("MONGODB_MAX_POOL_SIZE", "20")),
-            "mongodb_write_concern": os.environ.get("MONGODB_WRITE_CONCERN", "majority"),
+    """The production settings the service ran with, parsed from the environment as the service does.
+
+    Only the server address and the cursor key are the benchmark's own (make_service sets
+    them); neither is reported.
+    """
+    settings = Settings.from_env({**os.environ, "MONGODB_URI": "mongodb://benchmark",
+                                  "CURSOR_SECRET": "-" * 32})
+    return {"worker_class": "gevent", "web_concurrency": settings.web_concurrency,
+            "worker_connections": settings.worker_connections,
+            "mongodb_max_pool_size": settings.max_pool_size,
+            "mongodb_write_concern": settings.write_concern,
             "page_limit": PAGE_LIMIT, "record_bytes": len(json.dumps(preload.payload_body()))}
 
 
