@@ -14,10 +14,6 @@ import os
 import pytest
 from . import container, harness
 
-MONGODB_ONLY_REASON = (
-    "needs real MongoDB; runs in GitHub Actions against MongoDB 6, 7 and 8 "
-    "(set INTEGRATION_REAL_MONGODB=1): "
-)
 CONTAINER_REASON = "needs the image built by `make test-container` (CONTAINER_IMAGE), which runs it"
 SHARDED_ONLY_REASON = (
     "needs the API on a sharded MongoDB cluster, reached through mongos; runs in GitHub "
@@ -26,7 +22,6 @@ SHARDED_ONLY_REASON = (
 )
 # marker -> (environment variable that enables it, reason prefix when it is off)
 GATED_MARKERS = {
-    "mongodb_only": ("INTEGRATION_REAL_MONGODB", MONGODB_ONLY_REASON),
     "sharded_only": ("INTEGRATION_SHARDED", SHARDED_ONLY_REASON),
 }
 
@@ -35,7 +30,6 @@ def pytest_configure(config):
     """Register the suite's markers (setup.cfg configures the unit tests)."""
     for line in (
         "blackbox: pure HTTP contract test; runs against BASE_URL when it is set",
-        "mongodb_only(reason): needs a real MongoDB; skipped unless INTEGRATION_REAL_MONGODB=1",
         "sharded_only(reason): needs a sharded cluster; skipped unless INTEGRATION_SHARDED=1",
         "fault: starts its own servers or databases to inject a failure",
         "container: checks the service image itself; runs in `make test-container`",
