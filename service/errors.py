@@ -105,8 +105,11 @@ def _idempotency_conflict(error: IdempotencyConflict):
 
 
 def _codes(error: Exception) -> dict:
-    """The server's error code and name, when there are some (never its message)."""
+    """The server's error code and name, when there are some. A message only for a network
+    failure, which names the server and the timeout, never a stored value."""
     codes = {"error": type(error).__name__}
+    if isinstance(error, ConnectionFailure):
+        codes["detail"] = str(error)
     if isinstance(error, PyMongoError):
         details = getattr(error, "details", None) or {}
         codes.update(code=getattr(error, "code", None), code_name=details.get("codeName"))

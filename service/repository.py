@@ -208,13 +208,20 @@ class RecordRepository:
     def _store_once(self, key_id: str, digest: str, records: list[dict],
                     batch: bool = False) -> tuple[list[dict], bool]:
         """Write the records under the ids their key reserves; whether this call stored any."""
-        reservation, pending = self._writable(self._reserve(key_id, digest, len(records)))
+        reservation, fresh = self._reserve(key_id, digest, len(records))
+        pending = True
+        if not fresh:
+            reservation, pending = self._writable(reservation)
         documents = [to_document(r, i) for r, i in zip(records, reserved_ids(reservation))]
         if not pending:
             return documents, False
+        # One reading of the clock: the window may close while the request runs.
+        left = self._window_left(reservation)
+        if left <= 0:
+            raise WriteWindowClosed(reservation["_id"])
         # Nested in the request's budget, this ends the writes when the reserved ids'
         # window does, whichever comes first.
-        with pymongo.timeout(self._window_left(reservation)):
+        with pymongo.timeout(left):
             return documents, self._write(documents, batch, reservation=reservation)
 
     def _window_left(self, reservation: dict) -> float:
@@ -224,20 +231,21 @@ class RecordRepository:
         return (closes - datetime.now(timezone.utc)).total_seconds()
 
     def _writable(self, reservation: dict) -> tuple[dict, bool]:
-        """The reservation to write now, and whether anything is left to write.
+        """For a reservation an earlier attempt made: the reservation to write now, and
+        whether anything is left to write.
 
-        Ids younger than the window are written as they are (an earlier attempt may be
-        writing them too: duplicates settle it). Older ones are never written: if all are
-        stored there is nothing to do; if some are missing and no attempt can still be
-        writing them (past `abandon_after`), they get fresh ids in one conditional
-        update of the key; in between, the caller must retry a moment later.
+        If every reserved id is stored (a replay) there is nothing to write. Missing ids
+        younger than the window are written as they are (an earlier attempt may be
+        writing them too: duplicates settle it). Older ones are never written: if no
+        attempt can still be writing them (past `abandon_after`), they get fresh ids in
+        one conditional update of the key; in between, the caller must retry a moment later.
         """
-        if self._window_left(reservation) > 0:
-            return reservation, True
         ids = reserved_ids(reservation)
         stored = {d["_id"] for d in self.records.find({"_id": {"$in": ids}}, {"_id": 1})}
         if len(stored) == len(ids):
             return reservation, False
+        if self._window_left(reservation) > 0:
+            return reservation, True
         if made_at(max(ids)) > datetime.now(timezone.utc) - self.abandon_after:
             raise WriteWindowClosed(reservation["_id"])
         fresh = [record_id if record_id in stored else new_id() for record_id in ids]
@@ -251,8 +259,9 @@ class RecordRepository:
             raise IdempotencyRace(reservation["_id"])  # another retry renewed it first
         return renewed, True
 
-    def _reserve(self, key_id: str, digest: str, count: int) -> dict:
-        """The key document of this request: found (same body), taken over, or new."""
+    def _reserve(self, key_id: str, digest: str, count: int) -> tuple[dict, bool]:
+        """The key document of this request: found (same body), taken over, or new; and
+        whether it was made by this call (then none of its ids can be stored yet)."""
         for _ in range(RESERVE_ATTEMPTS):
             reservation = {
                 "_id": key_id,
@@ -262,17 +271,17 @@ class RecordRepository:
             }
             try:
                 self.keys.insert_one(reservation)
-                return reservation
+                return reservation, True
             except DuplicateKeyError:
                 found = self.keys.find_one({"_id": key_id})
             if found is None:
                 continue  # expired between our insert and our read: reserve again
             if found["fingerprint"] == digest:
-                return found
+                return found, False
             if not self._abandoned(found):
                 raise IdempotencyConflict(key_id)
             if self.keys.find_one_and_replace(_same_reservation(found), reservation) is not None:
-                return reservation
+                return reservation, True
         raise IdempotencyRace(key_id)
 
     def _abandoned(self, reservation: dict) -> bool:

@@ -71,6 +71,14 @@ def test_unexpected_database_error_logs_its_code_and_name(client, broken, caplog
     assert "secret internals" not in caplog.text
 
 
+def test_a_network_failure_is_logged_with_the_drivers_message(client, broken, caplog):
+    """It names the server and the timeouts: what an operator needs, and no stored value."""
+    broken(AutoReconnect("db:27017: connection closed (configured timeouts: timeoutMS: 21.5ms)"))
+    assert client.get("/data").status_code == 503
+    logged = [r for r in caplog.records if r.getMessage() == "database unavailable: AutoReconnect"][0]
+    assert logged.detail == "db:27017: connection closed (configured timeouts: timeoutMS: 21.5ms)"
+
+
 def test_unexpected_exception_is_500_without_internals(client, broken, caplog):
     broken(OperationFailure("secret internals: collection scan refused"))
     response = client.get("/data")

@@ -125,3 +125,34 @@ def test_two_retries_renewing_at_once_store_one_record(client, app, monkeypatch)
     assert client.post("/data", json=record, headers={"Idempotency-Key": "k"}).status_code == 503
     winner = client.post("/data", json=record, headers={"Idempotency-Key": "k"})
     assert winner.status_code == 201 and stored_ids(app) == [winner.get_json()["id"]]
+
+
+def test_a_replay_of_a_stored_batch_is_answered_without_writing(client, app, monkeypatch):
+    """Every reserved id is stored: the replay reads them and answers, whatever the time
+    left in the window (writing 1,000 duplicates could outlast it)."""
+    batch = {"records": [{"source": "s", "payload": {"i": i}} for i in range(3)]}
+    first = client.post("/data/batch", json=batch, headers={"Idempotency-Key": "b"})
+    assert first.status_code == 201
+    with app.app_context():
+        monkeypatch.setattr(repository().records, "insert_many", refuse_writes)
+    replay = client.post("/data/batch", json=batch, headers={"Idempotency-Key": "b"})
+    assert (replay.status_code, replay.get_json()["ids"]) == (200, first.get_json()["ids"])
+
+
+def test_a_window_that_closes_before_the_write_starts_is_a_503(client, app, monkeypatch):
+    """The retry sees the window open, then the clock passes its end: no write, retry later."""
+    record = {"source": "s", "payload": {"n": 1}}
+    fail_next_insert(monkeypatch, app)
+    assert client.post("/data", json=record, headers={"Idempotency-Key": "k"}).status_code == 503
+    with app.app_context():
+        store = repository()
+    readings = iter([0.001, -0.001])
+    monkeypatch.setattr(store, "_window_left", lambda reservation: next(readings))
+    monkeypatch.setattr(store.records, "insert_many", refuse_writes)
+    retry = client.post("/data", json=record, headers={"Idempotency-Key": "k"})
+    assert retry.status_code == 503 and retry.headers["Retry-After"] == "1"
+    assert stored_ids(app) == []
+
+
+def refuse_writes(documents, **kwargs):
+    raise AssertionError("nothing may be written")
