@@ -26,7 +26,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server  # noqa: E402
 
 from service.config import Settings  # noqa: E402
-from service.logs import formatter  # noqa: E402
+from service.logs import GunicornLogger, formatter  # noqa: E402
 
 # Fail in the master with one line, before any worker boots.
 _settings = Settings.from_env()
@@ -53,6 +53,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 control_socket_disable = True
 # The app logs one JSON line per request itself (service/logs.py).
 accesslog = None
+logger_class = GunicornLogger
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 logconfig_dict = {

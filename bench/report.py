@@ -140,17 +140,22 @@ def soak_section(result: dict) -> list[str]:
 
 
 def tuning_section(result: dict) -> list[str]:
-    """Capacity and open-loop latency per server configuration."""
+    """Capacity (median of the rounds) and open-loop latency per server configuration."""
+    rounds = result.get("rounds", 1)
+    default = result["configs"][0]["capacity_rps"]
     lines = ["## Tuning (`make bench-tune`)", "", machine_line(result), "",
              f"{result['volume']:,} records; capacity: closed loop, {result['vus']} VUs, even mix of "
-             f"{', '.join(result['ops'])}; latency: open loop at {result['rate_per_op']} requests/s "
-             "per operation.", "",
-             "| configuration | capacity req/s | "
+             f"{', '.join(result['ops'])}, median of {rounds} interleaved rounds; latency: open loop at "
+             f"{result['rate_per_op']} requests/s per operation.", "",
+             "| configuration | capacity req/s | vs default | rounds | "
              + " | ".join(f"{op} p99 ms" for op in result["ops"]) + " |",
-             "|---|---:|" + "---:|" * len(result["ops"])]
+             "|---|---:|---:|---|" + "---:|" * len(result["ops"])]
     for config in result["configs"]:
         p99 = [_cell(config["open"].get(op, {}).get("p99_ms")) for op in result["ops"]]
-        lines.append(f"| {config['name']} | {config['capacity_rps']} | " + " | ".join(p99) + " |")
+        each = ", ".join(map(str, config.get("capacity_rps_rounds", [config["capacity_rps"]])))
+        change = (config["capacity_rps"] / default - 1) * 100
+        lines.append(f"| {config['name']} | {config['capacity_rps']} | {change:+.0f} % | {each} | "
+                     + " | ".join(p99) + " |")
     return [*lines, ""]
 
 

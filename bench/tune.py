@@ -1,14 +1,16 @@
 """`make bench-tune`: the server settings compared on one preloaded collection.
 
 For each configuration the service is restarted with those settings, then its
-capacity (closed loop, an even mix) and its latency at one fixed open-loop rate
-(half the capacity of the production defaults, the same for every configuration)
-are measured. Writes BENCH_RESULTS/tuning.json; docs/performance.md reads it.
+capacity (closed loop, an even mix) is measured, in TUNE_ROUNDS interleaved rounds
+(default 3; the median counts), and in the last round its latency at one fixed
+open-loop rate (half the median capacity of the production defaults, the same for
+every configuration). Writes BENCH_RESULTS/tuning.json; docs/performance.md reads it.
 """
 from __future__ import annotations
 
 import os
 import secrets
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -29,35 +31,54 @@ CONFIGS = {
 }
 
 
-def measure(bench: run.Bench, volume: int, ops: list[str], rate: int, seconds: int) -> dict:
-    """Warm-up, capacity of the even mix (closed loop), then latency at `rate` per operation (open loop)."""
+def capacity(bench: run.Bench, volume: int, ops: list[str]) -> float:
+    """Warm-up, then the capacity of the even mix (closed loop), in complete mixes per second."""
     bench.k6("tune-warmup", volume, mode="closed", vus=bench.plan.capacity_vus, ops=",".join(ops),
              duration=bench.plan.warmup_seconds)
-    capacity = bench.mix_capacity(volume, ops)
-    path = bench.k6("tune", volume, mode="open", ops=",".join(ops), rate=rate or max(1, int(capacity / 2)),
-                    duration=seconds)
-    return {"capacity_rps": round(capacity * len(ops), 1), "mix_per_second": round(capacity, 1),
-            "open": k6.figures(path, seconds)}
+    return bench.mix_capacity(volume, ops)
 
 
-def tune(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int) -> dict:
-    """Every configuration against the same preloaded collection."""
+def latency(bench: run.Bench, volume: int, ops: list[str], rate: int, seconds: int) -> dict:
+    """Open loop at `rate` requests/s per operation: p50/p99 and failures."""
+    path = bench.k6("tune", volume, mode="open", ops=",".join(ops), rate=rate, duration=seconds)
+    return k6.figures(path, seconds)
+
+
+def tune(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int, rounds: int) -> dict:
+    """Every configuration against the same preloaded collection, in `rounds` interleaved rounds.
+
+    A shared machine drifts over minutes: interleaving spreads the drift over every
+    configuration, and each one's median round is what the comparison uses. Latency is
+    measured once per configuration, in the last round, at half the default's median capacity.
+    """
     secret = secrets.token_hex(16)
     # POST by default; TUNE_OPS names others (by_id, first_page, deep_page).
     ops = os.environ.get("TUNE_OPS", "post").split(",")
-    results, rate = [], 0
+    mixes: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    opened: dict[str, dict] = {}
     with run.scratch_database(uri) as repository:
         preload.grow(repository.records, 0, volume)
-        for n, (name, env) in enumerate(CONFIGS.items()):
-            service = run.make_service(workdir / str(n), uri, repository, secret, env)
-            service.init_db()
-            with service:
-                bench = run.Bench(plan, service, repository, secret)
-                bench.write_samples(volume)
-                results.append({"name": name, "env": env, **measure(bench, volume, ops, rate, seconds)})
-                rate = rate or max(1, int(results[0]["mix_per_second"] / 2))
-            print(f"tune: {name}: {results[-1]['capacity_rps']} req/s", flush=True)
-    return {"volume": volume, "ops": ops, "vus": plan.capacity_vus, "rate_per_op": rate, "configs": results}
+        for round_ in range(rounds):
+            for n, (name, env) in enumerate(CONFIGS.items()):
+                service = run.make_service(workdir / f"{round_}-{n}", uri, repository, secret, env)
+                service.init_db()
+                with service:
+                    bench = run.Bench(plan, service, repository, secret)
+                    bench.write_samples(volume)
+                    mixes[name].append(capacity(bench, volume, ops))
+                    if round_ == rounds - 1:
+                        rate = max(1, int(statistics.median(mixes[next(iter(CONFIGS))]) / 2))
+                        opened[name] = latency(bench, volume, ops, rate, seconds)
+                    bench.forget_posts()  # every configuration starts from the same volume
+                print(f"tune: round {round_ + 1}/{rounds}: {name}: {mixes[name][-1] * len(ops):.1f} req/s",
+                      flush=True)
+    configs = [{"name": name, "env": env,
+                "capacity_rps": round(statistics.median(mixes[name]) * len(ops), 1),
+                "capacity_rps_rounds": [round(m * len(ops), 1) for m in mixes[name]],
+                "mix_per_second": round(statistics.median(mixes[name]), 1), "open": opened[name]}
+               for name, env in CONFIGS.items()]
+    return {"volume": volume, "ops": ops, "vus": plan.capacity_vus, "rounds": rounds,
+            "rate_per_op": max(1, int(configs[0]["mix_per_second"] / 2)), "configs": configs}
 
 
 def main() -> None:
@@ -66,9 +87,10 @@ def main() -> None:
     plan = run.Plan()
     volume = int(os.environ.get("TUNE_VOLUME", "10000"))
     seconds = int(os.environ.get("TUNE_SECONDS", "15"))
+    rounds = int(os.environ.get("TUNE_ROUNDS", "3"))
     with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
             tempfile.TemporaryDirectory(prefix="tune-") as workdir:
-        measured = tune(plan, uri, Path(workdir), volume, seconds)
+        measured = tune(plan, uri, Path(workdir), volume, seconds, rounds)
     result = {"kind": "tuning", **run.header(plan, "make bench-tune", server), **measured}
     print(f"tune: wrote {run.write(plan, 'tuning.json', result)}")
 
