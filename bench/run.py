@@ -133,7 +133,8 @@ class Bench:
             if time.monotonic() > deadline:
                 break
             after = preload.record_id(volume - 1 - depth)
-            keyset.append(_timed(lambda: self.repository.page(PageQuery(limit=PAGE_LIMIT, after=after))))
+            query = PageQuery(limit=PAGE_LIMIT, after=after)
+            keyset.append(_timed(lambda: list(self.repository.page(query))))
             offset.append(_timed(lambda: self._skip_page(depth)))
         measured = depths[: len(keyset)]
         return {"depths": measured, "keyset_ms": keyset, "skip_ms": offset,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -337,20 +338,23 @@ class RecordRepository:
             return None
         return self.records.find_one({"_id": oid})
 
-    def page(self, query: PageQuery) -> list[dict]:
+    def page(self, query: PageQuery) -> Iterator[dict]:
         """Up to limit + 1 records, newest first; the extra one says a next page exists."""
         return self._walk(query.source, query.id_range(), DESCENDING, query.limit + 1)
 
-    def feed(self, start: ObjectId, horizon: ObjectId, limit: int, source: str | None = None) -> list[dict]:
+    def feed(self, start: ObjectId, horizon: ObjectId, limit: int,
+             source: str | None = None) -> Iterator[dict]:
         """Up to `limit` records with start <= id < horizon, oldest first."""
         return self._walk(source, {"$gte": start, "$lt": horizon}, ASCENDING, limit)
 
-    def _walk(self, source: str | None, id_range: dict, direction: int, limit: int) -> list[dict]:
+    def _walk(self, source: str | None, id_range: dict, direction: int, limit: int) -> Iterator[dict]:
         """One index walk: equality on source (if any), then a range on _id, in _id order.
 
         The index is walked from one end of the range with no in-memory sort, at any
         depth, in either direction. The hint makes a missing index an error instead of
-        a collection scan.
+        a collection scan. Records are read as the caller takes them, batch by batch,
+        and closing the walk early closes the server's cursor: a page that reaches its
+        byte budget early leaves the rest of the walk unread.
         """
         selector: dict = {} if source is None else {"source": source}
         if id_range:
@@ -358,11 +362,13 @@ class RecordRepository:
         index = SOURCE_INDEX if source is not None else ID_INDEX
         cursor = self.records.find(selector, sort=[("_id", direction)], limit=limit)
         try:
-            return list(cursor.hint(index))
+            yield from cursor.hint(index)
         except OperationFailure as exc:
             if not exc.timeout and index in self.missing_indexes():
                 raise MissingIndex(index) from exc
             raise
+        finally:
+            cursor.close()
 
     def missing_indexes(self) -> list[str]:
         """Indexes the queries need that do not exist (empty once `init-db` has run)."""

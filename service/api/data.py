@@ -1,6 +1,7 @@
 """The /data resource: store records and read them back."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import wraps
 
@@ -34,18 +35,26 @@ def protected(view):
     return blp.alt_response(403, description="The API key lacks the scope.")(view)
 
 
-def fit_page(documents: list[dict], limit: int, budget: int) -> tuple[list[dict], bool]:
+def fit_page(documents: Iterable[dict], limit: int, budget: int) -> tuple[list[dict], bool]:
     """The first records within `limit` and about `budget` bytes of JSON, and whether more follow.
 
-    A page holds at least one record, so a walk always advances (one record is at most
-    about PAYLOAD_MAX_BYTES, far below any allowed budget).
+    Records are taken one at a time and the rest of `documents` is left unread (a walk
+    is closed), so a page of large records stops reading at its budget. A page holds at
+    least one record, so a walk always advances (one record is at most about
+    PAYLOAD_MAX_BYTES, far below any allowed budget).
     """
+    items: list[dict] = []
     size = 0
-    for count, document in enumerate(documents[:limit]):
-        size += record_json_size(document)
-        if size > budget and count:
-            return documents[:count], True
-    return documents[:limit], len(documents) > limit
+    walk = iter(documents)
+    try:
+        for document in walk:
+            size += 0 if len(items) == limit else record_json_size(document)
+            if len(items) == limit or (size > budget and items):
+                return items, True
+            items.append(document)
+        return items, False
+    finally:
+        getattr(walk, "close", lambda: None)()  # a walk's server cursor; a list has none
 
 
 # Records never change: a private cache (a browser, a client library) may keep one for

@@ -114,7 +114,7 @@ def test_page_reads_at_most_limit_plus_one(plans, shape, limit):
     spec = dict(PAGE_SHAPES[shape])
     depth = spec.pop("depth", None)
     after = newest_id(spec.get("source"), depth) if depth is not None else None
-    page = repository.page(PageQuery(limit=limit, after=after, **spec))
+    page = list(repository.page(PageQuery(limit=limit, after=after, **spec)))
     assert 0 < len(page) <= limit + 1
     gate.check(SOURCE_INDEX if "source" in spec else ID_INDEX, max_rows=limit + 1)
 

@@ -137,7 +137,7 @@ def test_page_with_source_reaches_only_its_shards(layout, loaded, repository, wh
     source = {"small source": sources[5], "other shard's source": sources[15],
               "source on two shards": sources[0]}[which]
     repo, records = repository
-    page = repo.page(PageQuery(limit=limit, source=source))
+    page = list(repo.page(PageQuery(limit=limit, source=source)))
     assert len(page) == min(limit + 1, PER_SOURCE) and {r["source"] for r in page} == {source}
     explained = explain(records)
     stage, shards = reached(explained)
@@ -156,7 +156,7 @@ def test_page_without_source_is_broadcast_and_bounded_per_shard(cluster, loaded,
              "deep page": {"after": ids[len(ids) // 2]},
              "since and until": {"since": ids[100].generation_time,
                                  "until": ids[-100].generation_time - timedelta(seconds=1)}}[depth]
-    page = repo.page(PageQuery(limit=limit, **query))
+    page = list(repo.page(PageQuery(limit=limit, **query)))
     assert 0 < len(page) <= limit + 1
     assert [r["_id"] for r in page] == sorted((r["_id"] for r in page), reverse=True)
     explained = explain(records)

@@ -105,6 +105,23 @@ def test_a_page_stops_at_the_byte_budget_and_the_walk_still_reaches_every_record
     assert max(sizes) <= 2**16 and len(sizes) == 3
 
 
+def test_a_page_at_its_byte_budget_reads_no_further_and_closes_the_walk():
+    """Records are taken one at a time: past the budget the rest is never read."""
+    document = {"payload": {"x": "y" * 1000}, "source": "a", "tags": []}
+    taken, closed = [], []
+
+    def walk():
+        try:
+            for n in range(1000):
+                taken.append(n)
+                yield document
+        finally:
+            closed.append(True)
+    items, more = fit_page(walk(), limit=1000, budget=3 * record_json_size(document))
+    assert (len(items), more) == (3, True)
+    assert taken == [0, 1, 2, 3] and closed == [True]
+
+
 def test_fit_page_keeps_one_record_whatever_the_budget():
     document = {"payload": {"x": "y" * 1000}, "source": "a", "tags": []}
     assert fit_page([document, document], limit=5, budget=10) == ([document], True)
