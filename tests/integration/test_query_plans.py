@@ -145,6 +145,6 @@ def test_feed_page_reads_at_most_limit_plus_one(plans, shape, limit):
     spec = dict(FEED_SHAPES[shape])
     start = oldest_id(spec.get("source"), spec.pop("depth", 0))
     horizon = ObjectId.from_datetime(at(spec.pop("horizon"))) if "horizon" in spec else ObjectId()
-    page = repository.feed(start, horizon, limit, spec.get("source"))
+    page = list(repository.feed(start, horizon, limit, spec.get("source")))
     assert 0 < len(page) <= limit and page == sorted(page, key=lambda d: d["_id"])
     gate.check(SOURCE_INDEX if "source" in spec else ID_INDEX, max_rows=limit + 1)
