@@ -44,6 +44,11 @@ def latency(bench: run.Bench, volume: int, ops: list[str], rate: int, seconds: i
     return k6.figures(path, seconds)
 
 
+def open_rate(mixes: dict[str, list[float]]) -> int:
+    """Half the default configuration's (the first one's) median capacity, per operation."""
+    return max(1, int(statistics.median(mixes[next(iter(CONFIGS))]) / 2))
+
+
 def tune(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int, rounds: int) -> dict:
     """Every configuration against the same preloaded collection, in `rounds` interleaved rounds.
 
@@ -67,8 +72,7 @@ def tune(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int, rou
                     bench.write_samples(volume)
                     mixes[name].append(capacity(bench, volume, ops))
                     if round_ == rounds - 1:
-                        rate = max(1, int(statistics.median(mixes[next(iter(CONFIGS))]) / 2))
-                        opened[name] = latency(bench, volume, ops, rate, seconds)
+                        opened[name] = latency(bench, volume, ops, open_rate(mixes), seconds)
                     bench.forget_posts()  # every configuration starts from the same volume
                 print(f"tune: round {round_ + 1}/{rounds}: {name}: {mixes[name][-1] * len(ops):.1f} req/s",
                       flush=True)
@@ -78,7 +82,7 @@ def tune(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int, rou
                 "mix_per_second": round(statistics.median(mixes[name]), 1), "open": opened[name]}
                for name, env in CONFIGS.items()]
     return {"volume": volume, "ops": ops, "vus": plan.capacity_vus, "rounds": rounds,
-            "rate_per_op": max(1, int(configs[0]["mix_per_second"] / 2)), "configs": configs}
+            "rate_per_op": open_rate(mixes), "configs": configs}
 
 
 def main() -> None:
