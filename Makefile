@@ -11,24 +11,29 @@ PORT   ?= 8000
 include bench/bench.mk
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run init-db test unit lint lint-python lint-infra test-integration test-container bench soak lock clean
+.PHONY: help venv run init-db test unit lint lint-python test-integration test-container test-install bench soak lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-# The stamp is newer than both lock files only after a successful install,
-# so editing a lock file reinstalls and nothing else does.
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+# Installs replay the hashed locks (scripts/install-lock.sh): no version is chosen at
+# install time. Each stamp is newer than its lock only after a successful install, so
+# editing a lock reinstalls and nothing else does. Serving needs the runtime lock only;
+# everything else needs the dev lock, a superset of it.
+$(VENV)/.runtime: requirements.txt
+	PYTHON=$(PYTHON) scripts/install-lock.sh $(VENV) requirements.txt
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv and install the pinned dependencies
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	PYTHON=$(PYTHON) scripts/install-lock.sh $(VENV) requirements-dev.txt
+	touch $@
 
-init-db: venv ## create the collection's indexes (idempotent)
+venv: $(VENV)/.dev ## create .venv and install the dev lock (the runtime lock and test tools)
+
+init-db: $(VENV)/.runtime ## create the collection's indexes (idempotent)
 	$(BIN)/flask --app service init-db
 
-run: venv ## serve the API on 127.0.0.1:8000 (MONGODB_URI defaults to memory://)
+run: $(VENV)/.runtime ## serve the API on 127.0.0.1:8000 (MONGODB_URI defaults to memory://)
 	$(BIN)/flask --app service init-db
 	BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py 'service:create_app()'
 
@@ -49,10 +54,21 @@ test-integration: venv ## the integration suite over HTTP against a real server 
 test-container: venv ## build the image and run it as compose does: init-db, black-box suite, image checks
 	scripts/test-container.sh
 
-lock: ## regenerate the hashed lock files from requirements*.in
-	test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools==7.6.2
-	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements.txt requirements.in
-	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o requirements-dev.txt requirements-dev.in
+# Every hashed lock, each compiled from the .in file beside it; the runtime lock first,
+# since the dev lock is constrained by it.
+LOCKS := requirements.txt requirements-dev.txt bench/requirements.txt \
+         scripts/locks/pip-tools.txt scripts/locks/checkov.txt scripts/locks/podman-compose.txt
+PIP_TOOLS := .tools/pip-tools-venv
+
+lock: ## regenerate every hashed lock file from its .in file
+	PYTHON=$(PYTHON) scripts/install-lock.sh $(PIP_TOOLS) scripts/locks/pip-tools.txt
+	for lock in $(LOCKS); do \
+	  PIP_FIND_LINKS= $(PIP_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	    --strip-extras --no-emit-find-links -o $$lock $${lock%.txt}.in || exit 1; \
+	done
+
+test-install: ## replay each lock into a fresh venv with the oldest supported pip; fail if anything differs
+	PYTHON=$(PYTHON) scripts/test-install.sh
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .tools .cache .pytest_cache .coverage htmlcov .hypothesis

@@ -8,7 +8,7 @@ BENCH_VENV      := .tools/bench-venv
 BENCH_RESULTS   ?= bench/results
 BENCH_REPORT    := BENCH_RESULTS=$(BENCH_RESULTS) $(BENCH_VENV)/bin/python -m bench.report
 
-.PHONY: bench soak bench-overhead bench-tune bench-slow bench-report bench-lock
+.PHONY: bench soak bench-overhead bench-tune bench-slow bench-report
 
 # k6 is the load generator: built from its pinned module with the installed Go.
 $(K6):
@@ -16,8 +16,7 @@ $(K6):
 
 # matplotlib for the chart lives apart from .venv: `make test` never installs it.
 $(BENCH_VENV)/.installed: bench/requirements.txt
-	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --require-hashes -r bench/requirements.txt
+	PYTHON=$(PYTHON) scripts/install-lock.sh $(BENCH_VENV) bench/requirements.txt
 	touch $@
 
 bench: venv $(K6) $(BENCH_VENV)/.installed ## latency vs volume (BENCH_VOLUMES, default 10k,100k,1M) under open-loop load
@@ -41,7 +40,3 @@ bench-slow: venv ## 768 slow or silent connections vs 50 req/s of polite traffic
 
 bench-report: $(BENCH_VENV)/.installed ## rewrite RESULTS.md and latency.png from the JSON results
 	$(BENCH_REPORT)
-
-bench-lock: ## regenerate bench/requirements.txt from bench/requirements.in
-	test -x $(BIN)/pip-compile || $(BIN)/python -m pip install --quiet pip-tools==7.6.2
-	PIP_FIND_LINKS= $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-find-links -o bench/requirements.txt bench/requirements.in

@@ -3,9 +3,10 @@
 # pinned versions. Idempotent: a tool already installed at its pinned version is
 # kept, so this is cheap to call before every lint run.
 #   - Go programs, built from the Go module proxy with the local Go toolchain.
-#   - checkov and podman-compose, each in a virtualenv of its own: checkov's
-#     dependency pins conflict with the project's dev requirements, and neither
-#     belongs to the service.
+#   - checkov and podman-compose, each replayed from its hashed lock in
+#     scripts/locks/ into a virtualenv of its own: checkov's dependency pins
+#     conflict with the project's dev requirements, and neither belongs to the
+#     service.
 #   - podman (with runc) and mmdebstrap, from the distribution's packages (apt-get,
 #     as root or through sudo): the container engine of `make test-container` and of
 #     podman-compose, and the maker of its stand-in base image.
@@ -17,9 +18,6 @@ readonly TOOLS="$PWD/.tools"
 readonly KUSTOMIZE="sigs.k8s.io/kustomize/kustomize/v5@v5.8.2"
 readonly KUBE_SCORE="github.com/zegl/kube-score/cmd/kube-score@v1.20.0"
 readonly ACTIONLINT="github.com/rhysd/actionlint/cmd/actionlint@v1.7.12"
-readonly CHECKOV="checkov==3.3.30"
-readonly PODMAN_COMPOSE="podman-compose==1.6.0"
-readonly PYTHON="${PYTHON:-python3}"
 
 # go_tool NAME MODULE@VERSION: build NAME into .tools/bin unless that exact
 # version is already there.
@@ -37,19 +35,22 @@ go_tool() {
   echo "$module" >"$stamp"
 }
 
-# python_tool NAME PACKAGE==VERSION: install into .tools/NAME-venv unless that
-# exact version is already there.
+# python_tool NAME: replay scripts/locks/NAME.txt into .tools/NAME-venv unless that
+# exact lock is already there; a changed lock gets a new venv, so nothing stale stays.
 python_tool() {
-  local name=$1 requirement=$2
+  local name=$1
+  local lock="scripts/locks/$name.txt"
   local venv="$TOOLS/$name-venv"
   local stamp="$TOOLS/versions/$name"
-  if [[ -x "$venv/bin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$requirement" ]]; then
+  local digest
+  digest=$(sha256sum "$lock" | cut -d' ' -f1)
+  if [[ -x "$venv/bin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$digest" ]]; then
     return
   fi
-  echo "install-tools: installing $requirement into .tools/$name-venv"
-  "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$requirement"
-  echo "$requirement" >"$stamp"
+  echo "install-tools: replaying $lock into .tools/$name-venv"
+  rm -rf "$venv"
+  scripts/install-lock.sh "$venv" "$lock"
+  echo "$digest" >"$stamp"
 }
 
 # apt_tool PACKAGE...: install the Debian packages that are missing.
@@ -62,8 +63,8 @@ install() {
     kustomize) go_tool kustomize "$KUSTOMIZE" ;;
     kube-score) go_tool kube-score "$KUBE_SCORE" ;;
     actionlint) go_tool actionlint "$ACTIONLINT" ;;
-    checkov) python_tool checkov "$CHECKOV" ;;
-    podman-compose) apt_tool podman runc; python_tool podman-compose "$PODMAN_COMPOSE" ;;
+    checkov) python_tool checkov ;;
+    podman-compose) apt_tool podman runc; python_tool podman-compose ;;
     podman) apt_tool podman runc ;;
     mmdebstrap) apt_tool mmdebstrap ;;
     *) echo "install-tools: unknown tool $1" >&2; exit 2 ;;
