@@ -19,7 +19,7 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	PYTHON=$(PYTHON) scripts/install-lock.sh $(BENCH_VENV) bench/requirements.txt
 	touch $@
 
-bench: venv $(K6) $(BENCH_VENV)/.installed ## latency vs volume (BENCH_VOLUMES, default 10k,100k,1M) under open-loop load
+bench: venv $(K6) $(BENCH_VENV)/.installed ## latency vs volume (BENCH_VOLUMES, default 10k,100k,1M,10M) under open-loop load
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.run
 	$(BENCH_REPORT)
 
@@ -31,7 +31,7 @@ bench-overhead: venv $(BENCH_VENV)/.installed ## CPU per request of the service 
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.overhead
 	$(BENCH_REPORT)
 
-bench-tune: venv $(K6) $(BENCH_VENV)/.installed ## capacity and p99 per gunicorn workers/threads and pool size
+bench-tune: venv $(K6) $(BENCH_VENV)/.installed ## capacity and p99 per gunicorn worker class, worker count and pool size
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.tune
 	$(BENCH_REPORT)
 

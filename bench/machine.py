@@ -1,11 +1,23 @@
-"""What a result was measured on: absolute times mean nothing without it."""
+"""What a result was measured on, from which commit, by which command: figures mean nothing without it."""
 from __future__ import annotations
 
 import os
 import platform
+import re
+import shlex
 import subprocess
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
+
+from service.config import MEMORY_URI, Settings
+
+REPO = Path(__file__).resolve().parents[1]
+# Variables that change what a benchmark measures: its own knobs and the service's settings.
+BENCH_PREFIXES = ("BENCH_", "SOAK_", "TUNE_", "SLOW_")
+SERVICE_VARIABLES = {f.metadata["env"] for f in fields(Settings)} | {"GUNICORN_CMD_ARGS"}
+# Where files go and the cursor key change nothing measured (and a key must never be written down).
+UNMEASURED = {"BENCH_RESULTS", "BENCH_OUT", "CURSOR_SECRET"}
 
 
 def _cpu_model() -> str:
@@ -42,3 +54,41 @@ def describe(k6: Path | None = None) -> dict:
         # Other work on the machine skews every figure: say how busy it was.
         "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
     }
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+
+
+def commit() -> str | None:
+    """HEAD's hash, with "-dirty" when code differs from it (results being written do not count)."""
+    head = _git("rev-parse", "HEAD")
+    if head.returncode:
+        return None
+    dirty = _git("diff", "--quiet", "HEAD", "--", ".", ":(exclude)bench/results").returncode
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _shown(value: str) -> str:
+    """A value as it may appear in a committed file: a URI's credentials masked."""
+    return re.sub(r"//[^/@]*@", "//...@", value)
+
+
+def _measured(name: str, value: str) -> bool:
+    """Whether a variable changes what a benchmark measures."""
+    if name in UNMEASURED or (name == "MONGODB_URI" and value == MEMORY_URI):
+        return False  # memory:// is make's default, which the benchmarks read as "start FerretDB"
+    return name.startswith(BENCH_PREFIXES) or name in SERVICE_VARIABLES
+
+
+def command(target: str, environ: dict | None = None) -> str:
+    """`make <target>` with every override that changes what it measures, as one could retype it."""
+    environ = os.environ if environ is None else environ
+    overrides = [f"{name}={shlex.quote(_shown(value))}"
+                 for name, value in sorted(environ.items()) if _measured(name, value)]
+    return " ".join([*overrides, "make", target])
+
+
+def provenance(target: str, k6: Path | None = None) -> dict:
+    """What every result file records: the command, the commit and the machine."""
+    return {"command": command(target), "commit": commit(), "machine": describe(k6)}

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen before pyplot loads)
+
+from bench import check  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
 OPS = ("post", "by_id", "first_page", "deep_page")
@@ -26,13 +29,29 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def machine_line(result: dict) -> str:
-    """One sentence naming the machine and the server."""
+def machine_line(result: dict, name: str) -> str:
+    """The machine and the server, then the command and the commit."""
     m = result["machine"]
     server = f", server {result['server']}" if "server" in result else ""
     return (f"Measured {m['measured_at']} on {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB RAM, "
             f"Linux {m['kernel']}, Python {m['python']}" + (f", k6 {m['k6']}" if m.get("k6") else "")
-            + f"{server}; load generator on the same machine.")
+            + f"{server}; load generator on the same machine. " + provenance_line(result, name))
+
+
+def _committed_in(name: str) -> str:
+    """The commit that last wrote a result file, for files older than the `commit` field."""
+    log = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(RESULTS / name)],
+                         capture_output=True, text=True)
+    return log.stdout.strip() or "unknown"
+
+
+def provenance_line(result: dict, name: str) -> str:
+    """The exact command, and the commit measured (or, when not recorded, the one that committed it)."""
+    commit = result.get("commit")
+    measured = (f"commit `{commit}`" if commit else
+                f"commit not recorded (the file was committed in `{_committed_in(name)}`, "
+                "so the run measured the code before that commit)")
+    return f"Command: `{result['command']}`; {measured}."
 
 
 def _cell(value, unit: str = "") -> str:
@@ -78,6 +97,19 @@ def contrast_table(result: dict) -> list[str]:
     return lines
 
 
+def gate_lines(result: dict) -> list[str]:
+    """p99 at each volume over p99 at the smallest, and the verdict of bench/check.py."""
+    low = result["levels"][0]["volume"]
+    lines = [f"- p99 at {volume:,} records over p99 at {low:,}: "
+             + ", ".join(f"{LABELS[op]} **{r}**" for op, r in by_op.items())
+             for volume, by_op in check.ratios(result).items()]
+    found = check.problems(result, check.MAX_RATIO, check.MAX_P99_MS)
+    verdict = "failed: " + "; ".join(found) if found else "passed"
+    gate = f"python3 bench/check.py bench/results/volumes.json --max-ratio {check.MAX_RATIO:g} " \
+           f"--max-p99-ms {check.MAX_P99_MS:g}"
+    return [*lines, "", f"Gate (`{gate}`): **{verdict}**."]
+
+
 def volumes_section(result: dict) -> list[str]:
     """Everything `make bench` measured."""
     bulk, svc, plan = result["bulk"], result["service"], result["plan"]
@@ -86,9 +118,8 @@ def volumes_section(result: dict) -> list[str]:
     chosen = ", ".join(f"{op} {rates[op]}/s (capacity alone {capacity.get(op, '–')}/s)" for op in rates)
     preload = ", ".join(f"{lv['preload']['added']:,} in {lv['preload']['seconds']} s"
                         for lv in result["levels"])
-    ratios = ", ".join(f"{LABELS[op]} **{r}**" for op, r in result["ratios_p99_last_over_first"].items())
     return [
-        "## Latency vs volume (`make bench`)", "", machine_line(result), "",
+        "## Latency vs volume (`make bench`)", "", machine_line(result, "volumes.json"), "",
         f"Service: gunicorn {svc['worker_class']}, {svc['web_concurrency']} workers of "
         f"{svc['worker_connections']} connections, "
         f"pool {svc['mongodb_max_pool_size']}, write concern {svc['mongodb_write_concern']}, "
@@ -99,7 +130,7 @@ def volumes_section(result: dict) -> list[str]:
         f"{plan['run_seconds']} s; medians of the runs. Preload (insert_many): {preload}. "
         f"Whole run: {result['wall_seconds']} s.", "",
         *volume_table(result), "",
-        "p99 at {1:,} records over p99 at {0:,}: ".format(*result["ratio_volumes"]) + (ratios or "–"), "",
+        *gate_lines(result), "",
         "Each operation alone, one request at a time (median; an operation slower than "
         f"{plan['probe_limit_ms']:g} ms alone is not put under load at that volume or above):", "",
         *probe_table(result), "", "Keyset page vs `skip` at the same depths (pymongo, outside the API):", "",
@@ -114,7 +145,7 @@ def volumes_section(result: dict) -> list[str]:
 def overhead_section(result: dict) -> list[str]:
     """CPU per request of the service alone."""
     providers = list(result["providers"])
-    lines = ["## Service overhead (`make bench-overhead`)", "", machine_line(result), "",
+    lines = ["## Service overhead (`make bench-overhead`)", "", machine_line(result, "overhead.json"), "",
              "CPU microseconds per request through the WSGI app with an in-process stub store "
              "(median of blocks):", "",
              "| request | " + " | ".join(f"{p} JSON" for p in providers) + " |",
@@ -127,7 +158,7 @@ def overhead_section(result: dict) -> list[str]:
 
 def soak_section(result: dict) -> list[str]:
     """p99 per minute and worker memory over the soak."""
-    lines = ["## Soak (`make soak`)", "", machine_line(result), "",
+    lines = ["## Soak (`make soak`)", "", machine_line(result, "soak.json"), "",
              f"{result['seconds']} s at {result['rate_per_op']} requests/s per operation on "
              f"{result['volume']:,} preloaded records ({result['records_at_end']:,} at the end), after "
              f"{result['warmup_seconds']} s of warm-up.", "",
@@ -143,7 +174,7 @@ def tuning_section(result: dict) -> list[str]:
     """Capacity (median of the rounds) and open-loop latency per server configuration."""
     rounds = result.get("rounds", 1)
     default = result["configs"][0]["capacity_rps"]
-    lines = ["## Tuning (`make bench-tune`)", "", machine_line(result), "",
+    lines = ["## Tuning (`make bench-tune`)", "", machine_line(result, "tuning.json"), "",
              f"{result['volume']:,} records; capacity: closed loop, {result['vus']} VUs, even mix of "
              f"{', '.join(result['ops'])}, median of {rounds} interleaved rounds; latency: open loop at "
              f"{result['rate_per_op']} requests/s per operation.", "",

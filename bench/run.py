@@ -278,9 +278,9 @@ def write(plan: Plan, name: str, result: dict) -> Path:
     return path
 
 
-def header(plan: Plan, command: str, server: str) -> dict:
+def header(plan: Plan, target: str, server: str) -> dict:
     """What every result file says about how and where it was measured."""
-    return {"command": command, "machine": machine.describe(k6.K6), "server": server,
+    return {**machine.provenance(target, k6.K6), "server": server,
             "service": service_settings(),
             "plan": {k: v for k, v in asdict(plan).items() if not isinstance(v, Path)}}
 
@@ -293,7 +293,7 @@ def main() -> None:
     with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
             tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         measured = benchmark(plan, uri, Path(workdir))
-    result = {"kind": "volumes", **header(plan, "make bench", server), "load_average_at_start": start_load,
+    result = {"kind": "volumes", **header(plan, "bench", server), "load_average_at_start": start_load,
               "wall_seconds": round(time.monotonic() - started), **measured}
     print(f"bench: wrote {write(plan, 'volumes.json', result)} in {result['wall_seconds']} s")
 

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pymongo import MongoClient
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 FERRETDB_SCRIPT = REPO / "scripts" / "ferretdb.sh"
@@ -36,11 +38,18 @@ def ferretdb_version() -> str:
     return out.stdout.splitlines()[0].split(":", 1)[1].strip()
 
 
+def server_version(uri: str) -> str:
+    """What the server at `uri` says it is (buildInfo), for the result file."""
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        info = client.server_info()
+    return f"MongoDB {info['version']} (buildInfo) at MONGODB_URI"
+
+
 @contextlib.contextmanager
 def database(uri: str | None):
     """Yield (uri, server description): the given server, or a throwaway FerretDB 2 on PostgreSQL."""
     if uri and uri.startswith("mongodb"):
-        yield uri, os.environ.get("BENCH_SERVER", "MongoDB at MONGODB_URI")
+        yield uri, os.environ.get("BENCH_SERVER") or server_version(uri)
         return
     subprocess.run([str(FERRETDB_SCRIPT), "install"], check=True)
     with tempfile.TemporaryDirectory(prefix="bench-ferretdb-") as workdir:

@@ -41,7 +41,7 @@ def main() -> None:
                 figures = slowclients.run(service.url, seconds=SECONDS).summary()
             results.append({"name": name, "env": env, "load_average_at_start": load, **figures})
             print(f"slow: {name}: {figures['all']}", flush=True)
-    result = {"kind": "slow-clients", "command": "make bench-slow", "machine": machine.describe(None),
+    result = {"kind": "slow-clients", **machine.provenance("bench-slow"),
               "server": server, "seconds": SECONDS, "configs": results}
     print(f"slow: wrote {run.write(plan, 'slow-clients.json', result)}")
 

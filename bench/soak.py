@@ -89,7 +89,7 @@ def main() -> None:
     with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
             tempfile.TemporaryDirectory(prefix="soak-") as workdir:
         measured = soak(plan, uri, Path(workdir), volume, seconds, warmup)
-    result = {"kind": "soak", **run.header(plan, "make soak", server), **measured}
+    result = {"kind": "soak", **run.header(plan, "soak", server), **measured}
     print(f"soak: {measured['p99_last_over_first_minute']}, RSS {measured['rss_growth_percent']} %")
     print(f"soak: wrote {run.write(plan, 'soak.json', result)}")
 

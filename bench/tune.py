@@ -95,7 +95,7 @@ def main() -> None:
     with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
             tempfile.TemporaryDirectory(prefix="tune-") as workdir:
         measured = tune(plan, uri, Path(workdir), volume, seconds, rounds)
-    result = {"kind": "tuning", **run.header(plan, "make bench-tune", server), **measured}
+    result = {"kind": "tuning", **run.header(plan, "bench-tune", server), **measured}
     print(f"tune: wrote {run.write(plan, 'tuning.json', result)}")
 
 

@@ -1,0 +1,39 @@
+"""A benchmark result says how to rerun it, and its gate holds at every volume."""
+from __future__ import annotations
+
+from bench import check, machine
+
+
+def test_the_command_carries_every_override_that_changes_a_measurement():
+    environ = {"BENCH_RUN_SECONDS": "20", "WEB_CONCURRENCY": "3", "SOAK_VOLUME": "1000000",
+               "GUNICORN_CMD_ARGS": "--worker-class gthread --threads 4", "PATH": "/usr/bin"}
+    assert machine.command("bench", environ) == (
+        "BENCH_RUN_SECONDS=20 GUNICORN_CMD_ARGS='--worker-class gthread --threads 4' "
+        "SOAK_VOLUME=1000000 WEB_CONCURRENCY=3 make bench")
+
+
+def test_the_command_leaves_out_output_paths_the_cursor_key_and_makes_default_store():
+    environ = {"BENCH_RESULTS": "/elsewhere", "BENCH_OUT": "/raw", "CURSOR_SECRET": "k" * 64,
+               "MONGODB_URI": "memory://"}
+    assert machine.command("soak", environ) == "make soak"
+
+
+def test_a_servers_credentials_never_reach_the_result_file():
+    environ = {"MONGODB_URI": "mongodb://user:secret@db.example:27017/?tls=true"}
+    masked = "MONGODB_URI='mongodb://...@db.example:27017/?tls=true' make bench"
+    assert machine.command("bench", environ) == masked
+
+
+def _result(*p99_by_volume: tuple[int, float]) -> dict:
+    return {"levels": [{"volume": volume, "excluded": {},
+                        "ops": {"post": {"p50_ms": 1.0, "p99_ms": p99, "failed": 0}}}
+                       for volume, p99 in p99_by_volume]}
+
+
+def test_the_gate_fails_a_ratio_over_the_limit_at_an_intermediate_volume():
+    found = check.problems(_result((10_000, 10.0), (100_000, 12.0), (1_000_000, 10.5)), 1.10, 500)
+    assert found == ["post: p99 at 100,000 / p99 at 10,000 records = 1.2 > 1.1"]
+
+
+def test_the_gate_passes_flat_latency():
+    assert check.problems(_result((10_000, 10.0), (10_000_000, 11.0)), 1.10, 500) == []
