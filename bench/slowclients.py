@@ -99,7 +99,7 @@ async def _trickle(reader, writer, kind: str, until: float) -> None:
         if kind != "silent":
             writer.write(data[i:i + 1])
             await writer.drain()
-        try:  # an answer (408, ...) or EOF both mean the server is done with this one
+        try:  # an answer (a 4xx) or EOF both mean the server is done with this one
             await asyncio.wait_for(reader.read(65536), TRICKLE_INTERVAL)
             return
         except asyncio.TimeoutError:

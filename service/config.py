@@ -106,7 +106,7 @@ def setting(env: str, parse, default=None, doc: str = ""):
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of the service; the README's configuration table mirrors this."""
+    """Every setting of the service; the table in docs/configuration.md mirrors this."""
 
     mongodb_uri: str = setting("MONGODB_URI", _mongodb_uri, None,
                                "MongoDB connection string (required); memory:// for an in-process store")
@@ -149,7 +149,7 @@ class Settings:
                                          "seconds a client has to send a request's headers (and to idle "
                                          "between requests)")
     client_body_timeout: int = setting("CLIENT_BODY_TIMEOUT", _integer(1, 300), "10",
-                                       "seconds a client has to send a request's body (408 past it)")
+                                       "seconds a client has to send a request's body (then cut off)")
     worker_timeout: int = setting("GUNICORN_TIMEOUT", _integer(1, 600), "30",
                                   "seconds before a silent worker is restarted")
     graceful_timeout: int = setting("GUNICORN_GRACEFUL_TIMEOUT", _integer(1, 600), "25",
