@@ -120,7 +120,7 @@ def main() -> None:
         print(f"overhead ({provider} JSON): CPU per request: {figures}")
     out = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
     out.mkdir(parents=True, exist_ok=True)
-    result = {"kind": "overhead", **machine.provenance("bench-overhead"),
+    result = {"kind": "overhead", **machine.provenance("bench-overhead"), "server": "none (a stub store)",
               "record_bytes": len(json.dumps(preload.payload_body())), "page_size": PAGE_SIZE,
               "batch_size": BATCH_SIZE, "providers": results}
     (out / "overhead.json").write_text(json.dumps(result, indent=2) + "\n")
