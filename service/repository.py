@@ -24,8 +24,11 @@ RETENTION_INDEX = "created_at_ttl"
 # Server error codes this module acts on.
 DUPLICATE_KEY = 11000
 MAX_TIME_EXPIRED = 50
+# Deterministic refusals of a document's content, the only write errors that undo a write
+# and release its key: BadValue, DocumentValidationFailure, BSONObjectTooLarge.
+REFUSAL_CODES = frozenset({2, 121, 10334})
 # Failures of the moment, not of the record (time limits, a primary stepping down, a
-# server shutting down, the network): a retry can succeed, so nothing is undone for them.
+# server shutting down, the network): a read or command that fails so is a 503.
 TRANSIENT_CODES = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, MAX_TIME_EXPIRED})
 # A key document that changes under us this many times in a row (expired, taken over)
 # makes the request a 503: something is wrong, and the client's retry is safe.
@@ -252,7 +255,7 @@ class RecordRepository:
         fresh = [record_id if record_id in stored else new_id() for record_id in ids]
         renewed = self.keys.find_one_and_update(
             # record_ids None also matches a document of an earlier version (record_id).
-            {**_same_reservation(reservation), "record_ids": reservation.get("record_ids")},
+            _same_reservation(reservation),
             {"$set": {"record_ids": fresh}, "$unset": {"record_id": ""}},
             return_document=ReturnDocument.AFTER,
         )
@@ -294,8 +297,10 @@ class RecordRepository:
     def _write(self, documents: list[dict], batch: bool, reservation: dict | None = None) -> bool:
         """Insert the documents; return whether this call stored any of them.
 
-        Timeouts and write-concern errors propagate untouched: what was written stays,
-        and a retry with the same key completes it.
+        Only a refusal of the content (REFUSAL_CODES) undoes: it would refuse every retry.
+        Any other error propagates and undoes nothing, whatever its code: a keyed retry
+        may have met an earlier attempt's acknowledged records, and what was written stays
+        for the next retry to complete.
         """
         try:
             self.records.insert_many(documents, ordered=False)
@@ -303,8 +308,7 @@ class RecordRepository:
         except BulkWriteError as error:
             errors = {e["index"]: e for e in error.details.get("writeErrors", [])}
             duplicates = {i for i, e in errors.items() if e.get("code") == DUPLICATE_KEY}
-            refused = {i: e for i, e in errors.items()
-                       if e.get("code") != DUPLICATE_KEY and e.get("code") not in TRANSIENT_CODES}
+            refused = {i: e for i, e in errors.items() if e.get("code") in REFUSAL_CODES}
             if refused or (duplicates and reservation is None):
                 # A duplicate without a key is another record's id: undo, all or nothing.
                 self._remove_own(documents)
@@ -314,7 +318,7 @@ class RecordRepository:
                     raise Refused(refused, batch) from None
                 raise DuplicateKeyError("an id of this request already exists", DUPLICATE_KEY) from None
             if len(duplicates) < len(errors) or error.details.get("writeConcernErrors"):
-                raise  # transient write errors, or a write concern not confirmed
+                raise  # any other write error, or a write concern not confirmed: retry later
             return len(duplicates) < len(documents)
 
     def _remove_own(self, documents: list[dict]) -> None:
@@ -423,6 +427,7 @@ class RecordRepository:
 
 
 def _same_reservation(reservation: dict) -> dict:
-    """A filter matching this reservation only, not a later one of the same key."""
+    """A filter matching this reservation only, not a later one of the same key, nor
+    this one renewed under fresh ids."""
     return {"_id": reservation["_id"], "fingerprint": reservation["fingerprint"],
-            "expires_at": reservation["expires_at"]}
+            "expires_at": reservation["expires_at"], "record_ids": reservation.get("record_ids")}
