@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import bson
 import orjson
 import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from .ids import first_id_of_second, made_at, new_id
 
@@ -26,7 +27,10 @@ DUPLICATE_KEY = 11000
 MAX_TIME_EXPIRED = 50
 # Deterministic refusals of a document's content, the only write errors that undo a write
 # and release its key: BadValue, DocumentValidationFailure, BSONObjectTooLarge.
-REFUSAL_CODES = frozenset({2, 121, 10334})
+BSON_TOO_LARGE = 10334
+REFUSAL_CODES = frozenset({2, 121, BSON_TOO_LARGE})
+# MongoDB's largest document (maxBsonObjectSize); PAYLOAD_MAX_BYTES is capped below it.
+MAX_BSON_BYTES = 16 * 2**20
 # Failures of the moment, not of the record (time limits, a primary stepping down, a
 # server shutting down, the network): a read or command that fails so is a 503.
 TRANSIENT_CODES = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, MAX_TIME_EXPIRED})
@@ -305,21 +309,34 @@ class RecordRepository:
         try:
             self.records.insert_many(documents, ordered=False)
             return True
+        except DocumentTooLarge:  # the driver's own check, before the server sees the batch
+            sizes = [len(bson.encode(d)) for d in documents]
+            too_large = [i for i, size in enumerate(sizes) if size > MAX_BSON_BYTES] or range(len(sizes))
+            error = BulkWriteError({"writeErrors": [
+                {"index": i, "code": BSON_TOO_LARGE, "errmsg": "larger than the server's BSON limit"}
+                for i in too_large]})
+            return self._settle(error, documents, batch, reservation)
         except BulkWriteError as error:
-            errors = {e["index"]: e for e in error.details.get("writeErrors", [])}
-            duplicates = {i for i, e in errors.items() if e.get("code") == DUPLICATE_KEY}
-            refused = {i: e for i, e in errors.items() if e.get("code") in REFUSAL_CODES}
-            if refused or (duplicates and reservation is None):
-                # A duplicate without a key is another record's id: undo, all or nothing.
-                self._remove_own(documents)
-                if reservation is not None:
-                    self.keys.delete_one(_same_reservation(reservation))
-                if refused:
-                    raise Refused(refused, batch) from None
-                raise DuplicateKeyError("an id of this request already exists", DUPLICATE_KEY) from None
-            if len(duplicates) < len(errors) or error.details.get("writeConcernErrors"):
-                raise  # any other write error, or a write concern not confirmed: retry later
-            return len(duplicates) < len(documents)
+            return self._settle(error, documents, batch, reservation)
+
+    def _settle(self, error: BulkWriteError, documents: list[dict], batch: bool,
+                reservation: dict | None) -> bool:
+        """What a failed insert leaves: undone and refused, undone as a duplicate, raised as
+        it is for a retry to complete, or settled (only earlier attempts' duplicates)."""
+        errors = {e["index"]: e for e in error.details.get("writeErrors", [])}
+        duplicates = {i for i, e in errors.items() if e.get("code") == DUPLICATE_KEY}
+        refused = {i: e for i, e in errors.items() if e.get("code") in REFUSAL_CODES}
+        if refused or (duplicates and reservation is None):
+            # A duplicate without a key is another record's id: undo, all or nothing.
+            self._remove_own(documents)
+            if reservation is not None:
+                self.keys.delete_one(_same_reservation(reservation))
+            if refused:
+                raise Refused(refused, batch) from None
+            raise DuplicateKeyError("an id of this request already exists", DUPLICATE_KEY) from None
+        if len(duplicates) < len(errors) or error.details.get("writeConcernErrors"):
+            raise error  # any other write error, or a write concern not confirmed: retry later
+        return len(duplicates) < len(documents)
 
     def _remove_own(self, documents: list[dict]) -> None:
         """Delete the stored documents that are exactly ours (same id, same content).

@@ -7,6 +7,7 @@ import pytest
 
 from service.auth import digest, parse_keys
 from service.config import ConfigError
+from tests.factories import bearer
 
 READER, WRITER, ADMIN = "reader-key-0123456789", "writer-key-0123456789", "admin-key-0123456789"
 
@@ -28,10 +29,6 @@ def key_file(tmp_path):
 def secured(make_app, key_file):
     """A client of an app with API keys configured."""
     return make_app(API_KEYS_FILE=str(key_file)).test_client()
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 RECORD = {"source": "s", "payload": {}}

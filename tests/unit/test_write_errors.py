@@ -8,9 +8,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from pymongo.errors import DocumentTooLarge
 
+from service import repository as repository_module
 from service.db import repository
-from tests.factories import Inserts, answer, meet
+from tests.factories import Inserts, answer, crash, meet
 
 KEY = {"Idempotency-Key": "k"}
 RECORD = {"source": "s", "payload": {"n": 1}}
@@ -73,3 +75,14 @@ def test_a_release_never_deletes_a_reservation_renewed_meanwhile(store):
     store.keys.replace_one({"_id": "s/k"}, renewed)
     assert store.keys.delete_one(_same_reservation(reservation)).deleted_count == 0
     assert store.keys.find_one({"_id": "s/k"}) == renewed
+
+
+def test_a_document_over_the_bson_limit_is_a_422_naming_the_record(client, store, inserts, monkeypatch):
+    """The driver's own size check (DocumentTooLarge, not a server error) is a refusal too."""
+    monkeypatch.setattr(repository_module, "MAX_BSON_BYTES", 200)
+    inserts.then(crash(0, DocumentTooLarge("BSON document too large")))
+    batch = {"records": [{"source": "s", "payload": {"text": "x" * size}} for size in (1, 1, 1000)]}
+    refused = client.post("/data/batch", json=batch, headers=KEY)
+    assert refused.status_code == 422
+    assert list(refused.get_json()["errors"]["json"]["records"]) == ["2"]
+    assert store.records.count_documents({}) == 0 and store.keys.count_documents({}) == 0
