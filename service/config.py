@@ -65,10 +65,12 @@ SECRET_MIN_LENGTH = 32
 MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
 
 
-def _secret(name: str, raw: str) -> str:
-    """Empty (checked against MONGODB_URI later) or long enough to resist guessing."""
-    if raw and len(raw) < SECRET_MIN_LENGTH:
-        raise ConfigError(name, f"must be at least {SECRET_MIN_LENGTH} characters, e.g. from {MAKE_KEY}")
+def _secrets(name: str, raw: str) -> str:
+    """Empty (checked against MONGODB_URI later), or secrets separated by commas (the first
+    signs, all verify), each long enough to resist guessing."""
+    if raw and any(len(secret.strip()) < SECRET_MIN_LENGTH for secret in raw.split(",")):
+        raise ConfigError(name, f"must list secrets of at least {SECRET_MIN_LENGTH} characters each, "
+                                f"separated by commas, e.g. from {MAKE_KEY}")
     return raw
 
 
@@ -142,8 +144,9 @@ class Settings:
                                      "most records in one POST /data/batch")
     idempotency_ttl_seconds: int = setting("IDEMPOTENCY_TTL_SECONDS", _integer(60, 90 * 86400), "86400",
                                            "how long an Idempotency-Key is remembered")
-    cursor_secret: str = setting("CURSOR_SECRET", _secret, "",
-                                 "key that signs page cursors; required unless memory://")
+    cursor_secret: str = setting("CURSOR_SECRET", _secrets, "",
+                                 "secrets that sign cursors and checkpoints, comma-separated: the first "
+                                 "signs, all verify; required unless memory://")
     api_keys_file: str | None = setting("API_KEYS_FILE", _optional_path, "",
                                         "file of hashed API keys; unset = no authentication")
     cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", _origins, "",

@@ -38,6 +38,7 @@ def test_defaults():
     ({"MONGODB_URI": "mongodb://db", "CURSOR_SECRET": ""}, "CURSOR_SECRET"),
     ({"MONGODB_URI": "mongodb://db", "CURSOR_SECRET": "s" * 31}, "CURSOR_SECRET"),
     ({"MONGODB_URI": "memory://", "CURSOR_SECRET": "short"}, "CURSOR_SECRET"),
+    ({"MONGODB_URI": "mongodb://db", "CURSOR_SECRET": SECRET + ",short"}, "CURSOR_SECRET"),
 ])
 def test_invalid_setting_stops_with_one_line_naming_it(environ, variable):
     with pytest.raises(ConfigError) as error:
