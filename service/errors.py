@@ -14,7 +14,7 @@ from pymongo.errors import (
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from .repository import (
-    TRANSIENT_CODES, IdempotencyConflict, IdempotencyRace, MissingIndex, Refused, WriteWindowClosed,
+    TRANSIENT_CODES, IdempotencyConflict, MissingIndex, Refused, RetryLater,
 )
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,7 @@ def _missing_index(error: MissingIndex):
     _retry_later(str(error))
 
 
-def _idempotency_race(error: IdempotencyRace):
-    _retry_later("The Idempotency-Key changed during the request; retry it.")
-
-
-def _write_window_closed(error: WriteWindowClosed):
+def _key_busy(error: RetryLater):
     _retry_later("An earlier attempt with this Idempotency-Key may still be writing; retry in a moment.")
 
 
@@ -130,8 +126,7 @@ def register(app: Flask, api: Api) -> None:
         ((MissingIndex,), _missing_index),
         ((Refused,), _refused),
         ((IdempotencyConflict,), _idempotency_conflict),
-        ((IdempotencyRace,), _idempotency_race),
-        ((WriteWindowClosed,), _write_window_closed),
+        ((RetryLater,), _key_busy),
         ((Exception,), _unexpected),
     ):
         for error in errors:

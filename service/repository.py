@@ -45,12 +45,10 @@ class IdempotencyConflict(Exception):
     """The Idempotency-Key was already used with a different body."""
 
 
-class IdempotencyRace(Exception):
-    """The key document kept changing under this request (expired, taken over): retry."""
-
-
-class WriteWindowClosed(Exception):
-    """An earlier attempt of this key may still be writing its ids: retry in a moment."""
+class RetryLater(Exception):
+    """The key is busy: an earlier attempt may still be writing its ids, or the key document
+    changed under this request (expired, taken over, renewed). The same request, a moment
+    later, completes."""
 
 
 class IndexConflict(RuntimeError):
@@ -149,10 +147,21 @@ def _now_ms() -> datetime:
     now = datetime.now(timezone.utc)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
-
-def reserved_ids(key_document: dict) -> list[ObjectId]:
-    """The record ids a key document reserves (`record_id`: documents of earlier versions)."""
-    return key_document.get("record_ids") or [key_document["record_id"]]
+# The reservation (key document) states of a keyed write, and what a request finds and does.
+# The same table is in docs/reliability.md, "Reservation states"; "window" is one request
+# budget from the ids' making, "abandon-after" two.
+#
+# | key found                                  | same body                          | other body      |
+# |--------------------------------------------|------------------------------------|-----------------|
+# | none (new, or expired by TTL)              | reserve fresh ids, write: 201      | same            |
+# | every reserved id stored                   | replay: 200                        | 409             |
+# | ids missing, within the window             | write them (duplicates settle): 201| 409             |
+# | ids missing, window to abandon-after       | RetryLater: 503                    | 409             |
+# | ids missing, past abandon-after            | renew missing ids, write: 201      | none stored:    |
+# |                                            | (renewal lost to another: 503)     | take over, 201  |
+# | write refused (REFUSAL_CODES)              | undo own, release this key: 422    | -               |
+# | any other write error                      | nothing undone: 503, retry writes  | -               |
+# | key changes under the request 3 times      | RetryLater: 503                    | same            |
 
 
 class RecordRepository:
@@ -164,9 +173,9 @@ class RecordRepository:
       settles concurrent retries without a transaction;
     - records are written with one unordered insert; a duplicate id on a keyed retry
       is an earlier attempt's record, already stored;
-    - when the server refuses a record, only documents this key or call stored are
-      removed (same id and same content), never another record, and the key is
-      released so a corrected body can use it;
+    - when the server refuses the content of a record, only documents this key or call
+      stored are removed (same id and same content), never another record, and the key
+      is released so a corrected body can use it; no other error undoes anything;
     - a key whose records were never written is taken over by a different body once
       no attempt can still be writing (`abandon_after`, twice the request's database
       budget, which also bounds each attempt's writes: clocks of pods may differ).
@@ -220,13 +229,13 @@ class RecordRepository:
         pending = True
         if not fresh:
             reservation, pending = self._writable(reservation)
-        documents = [to_document(r, i) for r, i in zip(records, reserved_ids(reservation))]
+        documents = [to_document(r, i) for r, i in zip(records, reservation["record_ids"])]
         if not pending:
             return documents, False
         # One reading of the clock: the window may close while the request runs.
         left = self._window_left(reservation)
         if left <= 0:
-            raise WriteWindowClosed(reservation["_id"])
+            raise RetryLater(reservation["_id"])
         # Nested in the request's budget, this ends the writes when the reserved ids'
         # window does, whichever comes first.
         with pymongo.timeout(left):
@@ -235,7 +244,7 @@ class RecordRepository:
     def _window_left(self, reservation: dict) -> float:
         """Seconds its ids may still be written: they are made together, or renewed
         together (then the older ids are stored ones, which a write only meets as duplicates)."""
-        closes = made_at(max(reserved_ids(reservation))) + self.write_window
+        closes = made_at(max(reservation["record_ids"])) + self.write_window
         return (closes - datetime.now(timezone.utc)).total_seconds()
 
     def _writable(self, reservation: dict) -> tuple[dict, bool]:
@@ -248,23 +257,22 @@ class RecordRepository:
         attempt can still be writing them (past `abandon_after`), they get fresh ids in
         one conditional update of the key; in between, the caller must retry a moment later.
         """
-        ids = reserved_ids(reservation)
+        ids = reservation["record_ids"]
         stored = {d["_id"] for d in self.records.find({"_id": {"$in": ids}}, {"_id": 1})}
         if len(stored) == len(ids):
             return reservation, False
         if self._window_left(reservation) > 0:
             return reservation, True
         if made_at(max(ids)) > datetime.now(timezone.utc) - self.abandon_after:
-            raise WriteWindowClosed(reservation["_id"])
+            raise RetryLater(reservation["_id"])
         fresh = [record_id if record_id in stored else new_id() for record_id in ids]
         renewed = self.keys.find_one_and_update(
-            # record_ids None also matches a document of an earlier version (record_id).
             _same_reservation(reservation),
-            {"$set": {"record_ids": fresh}, "$unset": {"record_id": ""}},
+            {"$set": {"record_ids": fresh}},
             return_document=ReturnDocument.AFTER,
         )
         if renewed is None:
-            raise IdempotencyRace(reservation["_id"])  # another retry renewed it first
+            raise RetryLater(reservation["_id"])  # another retry renewed it first
         return renewed, True
 
     def _reserve(self, key_id: str, digest: str, count: int) -> tuple[dict, bool]:
@@ -290,11 +298,11 @@ class RecordRepository:
                 raise IdempotencyConflict(key_id)
             if self.keys.find_one_and_replace(_same_reservation(found), reservation) is not None:
                 return reservation, True
-        raise IdempotencyRace(key_id)
+        raise RetryLater(key_id)
 
     def _abandoned(self, reservation: dict) -> bool:
         """True if no record of the reservation exists and no attempt can still write one."""
-        ids = reserved_ids(reservation)
+        ids = reservation["record_ids"]
         too_old = made_at(ids[0]) < datetime.now(timezone.utc) - self.abandon_after
         return too_old and self.records.find_one({"_id": {"$in": ids}}, {"_id": 1}) is None
 
@@ -447,4 +455,4 @@ def _same_reservation(reservation: dict) -> dict:
     """A filter matching this reservation only, not a later one of the same key, nor
     this one renewed under fresh ids."""
     return {"_id": reservation["_id"], "fingerprint": reservation["fingerprint"],
-            "expires_at": reservation["expires_at"], "record_ids": reservation.get("record_ids")}
+            "expires_at": reservation["expires_at"], "record_ids": reservation["record_ids"]}

@@ -125,3 +125,16 @@ def test_openapi_declares_the_bearer_scheme(client):
     assert operation["security"] == [{"bearerAuth": []}]
     assert {"401", "403"} <= set(operation["responses"])
     assert "security" not in spec["paths"]["/healthz"]["get"]
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_cors_preflight_needs_no_api_key(make_app, key_file, method):
+    """A browser sends the preflight without Authorization; a 401 there fails every call."""
+    client = make_app(API_KEYS_FILE=str(key_file), CORS_ORIGINS="https://app.example").test_client()
+    preflight = client.options("/data", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "Authorization, Content-Type"})
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert client.get("/data", headers={"Origin": "https://app.example"}).status_code == 401
