@@ -14,7 +14,7 @@ does, and the position only moves past ids that were returned.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import orjson
 from bson import ObjectId
@@ -52,9 +52,9 @@ def start_of(args: dict, keys: cursor.Keys) -> ObjectId:
     return START
 
 
-def horizon(settle_seconds: int) -> ObjectId:
+def horizon(settle_seconds: int, now: datetime) -> ObjectId:
     """The first id the feed must not serve yet: ids below it will not appear any more."""
-    return first_id_at(datetime.now(timezone.utc) - timedelta(seconds=settle_seconds))
+    return first_id_at(now - timedelta(seconds=settle_seconds))
 
 
 def resume_after(items: list[dict], start: ObjectId) -> ObjectId:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -142,10 +142,14 @@ def to_document(record: dict, record_id: ObjectId | None = None) -> dict:
     }
 
 
-def _now_ms() -> datetime:
-    """The current UTC time at the millisecond resolution MongoDB stores (so it compares equal)."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+def utc_now() -> datetime:
+    """The repository's default clock."""
+    return datetime.now(timezone.utc)
+
+
+def _to_ms(moment: datetime) -> datetime:
+    """`moment` at the millisecond resolution MongoDB stores (so it compares equal)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 # The reservation (key document) states of a keyed write, and what a request finds and does.
 # The same table is in docs/reliability.md, "Reservation states"; "window" is one request
@@ -188,7 +192,9 @@ class RecordRepository:
     """
 
     def __init__(self, records: Collection, keys: Collection, key_ttl_seconds: int,
-                 abandon_after_ms: int = 10_000, write_window_ms: int = 5_000):
+                 abandon_after_ms: int = 10_000, write_window_ms: int = 5_000,
+                 clock: Callable[[], datetime] = utc_now):
+        self.clock = clock  # every reading of the time on the write path and the feed's horizon
         self.records = records
         self.keys = keys
         self.key_ttl = timedelta(seconds=key_ttl_seconds)
@@ -245,7 +251,7 @@ class RecordRepository:
         """Seconds its ids may still be written: they are made together, or renewed
         together (then the older ids are stored ones, which a write only meets as duplicates)."""
         closes = made_at(max(reservation["record_ids"])) + self.write_window
-        return (closes - datetime.now(timezone.utc)).total_seconds()
+        return (closes - self.clock()).total_seconds()
 
     def _writable(self, reservation: dict) -> tuple[dict, bool]:
         """For a reservation an earlier attempt made: the reservation to write now, and
@@ -263,7 +269,7 @@ class RecordRepository:
             return reservation, False
         if self._window_left(reservation) > 0:
             return reservation, True
-        if made_at(max(ids)) > datetime.now(timezone.utc) - self.abandon_after:
+        if made_at(max(ids)) > self.clock() - self.abandon_after:
             raise RetryLater(reservation["_id"])
         fresh = [record_id if record_id in stored else new_id() for record_id in ids]
         renewed = self.keys.find_one_and_update(
@@ -283,7 +289,7 @@ class RecordRepository:
                 "_id": key_id,
                 "fingerprint": digest,
                 "record_ids": [new_id() for _ in range(count)],
-                "expires_at": _now_ms() + self.key_ttl,
+                "expires_at": _to_ms(self.clock()) + self.key_ttl,
             }
             try:
                 self.keys.insert_one(reservation)
@@ -303,7 +309,7 @@ class RecordRepository:
     def _abandoned(self, reservation: dict) -> bool:
         """True if no record of the reservation exists and no attempt can still write one."""
         ids = reservation["record_ids"]
-        too_old = made_at(ids[0]) < datetime.now(timezone.utc) - self.abandon_after
+        too_old = made_at(ids[0]) < self.clock() - self.abandon_after
         return too_old and self.records.find_one({"_id": {"$in": ids}}, {"_id": 1}) is None
 
     def _write(self, documents: list[dict], batch: bool, reservation: dict | None = None) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta, timezone
 
 from pymongo.errors import BulkWriteError
 
@@ -9,6 +10,29 @@ from pymongo.errors import BulkWriteError
 def bearer(key: str) -> dict:
     """The Authorization header of an API key."""
     return {"Authorization": f"Bearer {key}"}
+
+
+def stored(app) -> list[dict]:
+    """Every stored record of `app`, oldest id first."""
+    from service.db import repository
+    with app.app_context():
+        return list(repository().records.find({}, sort=[("_id", 1)]))
+
+
+class Clock:
+    """A clock to pass in: the real time shifted by `offset`, or a queue of readings to give
+    in turn (then the last one again)."""
+
+    def __init__(self, offset: timedelta = timedelta(0)):
+        self.offset = offset
+        self.readings: list[datetime] = []
+        self.taken = 0
+
+    def __call__(self) -> datetime:
+        self.taken += 1
+        if self.readings:
+            return self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+        return datetime.now(timezone.utc) + self.offset
 
 
 class Inserts:

@@ -216,7 +216,8 @@ class RecordFeed(MethodView):
             start = feed.start_of(args, key)
         except feed.InvalidCheckpoint as exc:
             abort(422, errors={"query": {"after": [str(exc)]}}, message="Invalid checkpoint.")
-        horizon = feed.horizon(current_app.config["SETTINGS"].feed_settle_seconds)
-        documents = repository().feed(start, horizon, args["limit"], source)
+        store = repository()
+        horizon = feed.horizon(current_app.config["SETTINGS"].feed_settle_seconds, store.clock())
+        documents = store.feed(start, horizon, args["limit"], source)
         items, _ = fit_page(documents, args["limit"], current_app.config["PAGE_MAX_BYTES"])
         return {"items": items, "next": feed.checkpoint(feed.resume_after(items, start), source, key)}

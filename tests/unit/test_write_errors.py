@@ -11,24 +11,10 @@ import pytest
 from pymongo.errors import DocumentTooLarge
 
 from service import repository as repository_module
-from service.db import repository
-from tests.factories import Inserts, answer, crash, meet
+from tests.factories import answer, crash, meet
 
 KEY = {"Idempotency-Key": "k"}
 RECORD = {"source": "s", "payload": {"n": 1}}
-
-
-@pytest.fixture
-def store(app):
-    """The app's repository."""
-    with app.app_context():
-        return repository()
-
-
-@pytest.fixture
-def inserts(store, monkeypatch):
-    """Scripted faults of the records' inserts (tests.factories.Inserts)."""
-    return Inserts(monkeypatch, store.records)
 
 
 def post_in_thread(app, results: dict, name: str, body=RECORD) -> threading.Thread:
