@@ -25,11 +25,14 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 from prometheus_client import CollectorRegistry, multiprocess, start_http_server  # noqa: E402
 
+from service.auth import KeyStore  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.logs import GunicornLogger, formatter  # noqa: E402
 
-# Fail in the master with one line, before any worker boots.
+# Fail in the master with one line, before any worker boots: a worker that exits 1 on a bad
+# setting or key file is respawned forever (gunicorn halts only on exit codes 3 and 4).
 _settings = Settings.from_env()
+KeyStore(_settings.api_keys_file)
 
 bind = _settings.bind
 metrics_port = _settings.metrics_port

@@ -35,7 +35,7 @@ def configure(app: Flask, settings: Settings) -> None:
         PAYLOAD_MAX_DEPTH=settings.payload_max_depth,
         BATCH_MAX_RECORDS=settings.batch_max_records,
         PAGE_MAX_BYTES=settings.page_max_bytes,
-        CURSOR_KEY=cursor.make_key(settings.cursor_secret),
+        CURSOR_KEY=cursor.make_keys(settings.cursor_secret),
         API_TITLE="data-ingest",
         API_VERSION=VERSION,
         OPENAPI_VERSION="3.1.0",

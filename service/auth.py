@@ -17,7 +17,8 @@ import secrets
 from dataclasses import dataclass
 
 import click
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, request
+from flask_httpauth import HTTPTokenAuth
 from flask_smorest import abort
 
 from .config import ConfigError
@@ -99,27 +100,48 @@ class KeyStore:
         return found
 
 
+token_auth = HTTPTokenAuth(scheme="Bearer", realm="data-ingest")
+
+
+@token_auth.verify_token
+def _verify(token: str) -> ApiKey | None:
+    return current_app.extensions[EXTENSION].find(token.strip())
+
+
+@token_auth.get_user_roles
+def _scopes(key: ApiKey) -> list[str]:
+    return sorted(key.scopes)  # a list: Flask-HTTPAuth reads any other type as one role
+
+
+@token_auth.error_handler
+def _refuse(status: int):
+    """The JSON error of a missing or unknown key (401) or a missing scope (403)."""
+    if status == 403:
+        abort(403, message=f"This API key lacks the '{_scope_needed()}' scope.",
+              headers=_challenge("insufficient_scope"))
+    if not getattr(token_auth.get_auth(), "token", None):
+        abort(401, message="Send an API key as 'Authorization: Bearer <key>'.", headers=_challenge())
+    abort(401, message="Unknown API key.", headers=_challenge("invalid_token"))
+
+
 def _challenge(error: str | None = None) -> dict:
-    value = 'Bearer realm="data-ingest"' + (f', error="{error}"' if error else "")
+    value = token_auth.authenticate_header() + (f', error="{error}"' if error else "")
     return {"WWW-Authenticate": value}
 
 
-def require_key() -> None:
+def _scope_needed() -> str:
+    return "read" if request.method in ("GET", "HEAD") else "write"
+
+
+# One guard per scope; HTTPTokenAuth lets OPTIONS (CORS preflights) through without a key.
+_GUARDS = {scope: token_auth.login_required(role=scope)(lambda: None) for scope in SCOPES}
+
+
+def require_key():
     """Before every /data request: a valid key with the scope the method needs."""
-    store: KeyStore = current_app.extensions[EXTENSION]
-    if not store.enabled:
-        return
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        abort(401, message="Send an API key as 'Authorization: Bearer <key>'.", headers=_challenge())
-    key = store.find(token.strip())
-    if key is None:
-        abort(401, message="Unknown API key.", headers=_challenge("invalid_token"))
-    needed = "read" if request.method in ("GET", "HEAD") else "write"
-    if needed not in key.scopes:
-        abort(403, message=f"This API key lacks the '{needed}' scope.",
-              headers=_challenge("insufficient_scope"))
-    g.api_key = key.name
+    if current_app.extensions[EXTENSION].enabled:
+        return _GUARDS[_scope_needed()]()
+    return None
 
 
 @click.command("new-api-key")

@@ -65,10 +65,12 @@ SECRET_MIN_LENGTH = 32
 MAKE_KEY = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
 
 
-def _secret(name: str, raw: str) -> str:
-    """Empty (checked against MONGODB_URI later) or long enough to resist guessing."""
-    if raw and len(raw) < SECRET_MIN_LENGTH:
-        raise ConfigError(name, f"must be at least {SECRET_MIN_LENGTH} characters, e.g. from {MAKE_KEY}")
+def _secrets(name: str, raw: str) -> str:
+    """Empty (checked against MONGODB_URI later), or secrets separated by commas (the first
+    signs, all verify), each long enough to resist guessing."""
+    if raw and any(len(secret.strip()) < SECRET_MIN_LENGTH for secret in raw.split(",")):
+        raise ConfigError(name, f"must list secrets of at least {SECRET_MIN_LENGTH} characters each, "
+                                f"separated by commas, e.g. from {MAKE_KEY}")
     return raw
 
 
@@ -96,6 +98,14 @@ def _optional_integer(low: int, high: int):
 # the network and server slack of the last operation: at least SETTLE_SLACK_SECONDS more.
 # The default adds CLOCK_SKEW_ALLOWANCE_SECONDS instead. docs/architecture.md, "Feed".
 SETTLE_SLACK_SECONDS = 1
+# Cross-setting rules (Settings._check_together): a key outlives abandon-after (two request
+# budgets) plus the writes of a renewal (one more); the server's TTL monitor runs once a minute.
+KEY_TTL_BUDGETS = 3
+# The largest PAYLOAD_MAX_BYTES: its BSON stays below MongoDB's 16 MiB document limit for any
+# payload. The worst case is an array of one-digit integers, 6 bytes of BSON per 2 of JSON
+# (a 2 MiB one is 12.5 MB of BSON: tests/integration/test_bson.py stores it).
+PAYLOAD_MAX_BYTES_CAP = 2 * 2**20
+TTL_MONITOR_SECONDS = 60
 CLOCK_SKEW_ALLOWANCE_SECONDS = 5
 
 
@@ -124,8 +134,8 @@ class Settings:
                                        "write concern w (journaled)")
     max_content_length: int = setting("MAX_CONTENT_LENGTH", _integer(1024, 64 * 2**20), str(2**20),
                                       "largest request body in bytes (413 above)")
-    payload_max_bytes: int = setting("PAYLOAD_MAX_BYTES", _integer(16, 15 * 2**20), str(64 * 2**10),
-                                     "largest payload, as compact UTF-8 JSON")
+    payload_max_bytes: int = setting("PAYLOAD_MAX_BYTES", _integer(16, PAYLOAD_MAX_BYTES_CAP),
+                                     str(64 * 2**10), "largest payload, as compact UTF-8 JSON")
     payload_max_depth: int = setting("PAYLOAD_MAX_DEPTH", _integer(1, 90), "32",
                                      "deepest payload nesting (the payload object is depth 1)")
     page_max_bytes: int = setting("PAGE_MAX_BYTES", _integer(2**16, 256 * 2**20), str(4 * 2**20),
@@ -134,8 +144,9 @@ class Settings:
                                      "most records in one POST /data/batch")
     idempotency_ttl_seconds: int = setting("IDEMPOTENCY_TTL_SECONDS", _integer(60, 90 * 86400), "86400",
                                            "how long an Idempotency-Key is remembered")
-    cursor_secret: str = setting("CURSOR_SECRET", _secret, "",
-                                 "key that signs page cursors; required unless memory://")
+    cursor_secret: str = setting("CURSOR_SECRET", _secrets, "",
+                                 "secrets that sign cursors and checkpoints, comma-separated: the first "
+                                 "signs, all verify; required unless memory://")
     api_keys_file: str | None = setting("API_KEYS_FILE", _optional_path, "",
                                         "file of hashed API keys; unset = no authentication")
     cors_origins: tuple[str, ...] = setting("CORS_ORIGINS", _origins, "",
@@ -177,11 +188,33 @@ class Settings:
                 raise ConfigError(meta["env"], "is required")
             values[f.name] = meta["parse"](meta["env"], str(raw))
         settings = cls(**values)
-        if not settings.cursor_secret and not settings.in_memory:
+        settings = replace(settings, feed_settle_seconds=settings._settle_window())
+        settings._check_together()
+        return settings
+
+    def _check_together(self) -> None:
+        """The rules that span settings, checked at once; the first broken one stops start-up.
+
+        Each names its settings and the rule (docs/operations.md, "Settings that must agree").
+        """
+        budget_s = self.request_timeout_ms / 1000
+        if not self.cursor_secret and not self.in_memory:
             # Without it anyone could mint cursors offline; memory:// makes a random one.
             raise ConfigError("CURSOR_SECRET", f"is required unless MONGODB_URI is {MEMORY_URI} "
                                                f"(same value on every pod; make one with {MAKE_KEY})")
-        return replace(settings, feed_settle_seconds=settings._settle_window())
+        if self.idempotency_ttl_seconds < KEY_TTL_BUDGETS * budget_s:
+            # A retry renews a key's ids after two budgets (abandon-after) and writes within a third:
+            # a key gone before that lets a concurrent retry store a second record.
+            least = math.ceil(KEY_TTL_BUDGETS * budget_s)
+            raise ConfigError("IDEMPOTENCY_TTL_SECONDS", f"must be at least {KEY_TTL_BUDGETS} x "
+                              f"MONGODB_REQUEST_TIMEOUT_MS (abandon-after plus one write), "
+                              f"{least} s, got {self.idempotency_ttl_seconds}")
+        retention_s = self.retention_days and self.retention_days * 86400
+        if retention_s and self.idempotency_ttl_seconds > retention_s - TTL_MONITOR_SECONDS:
+            # A key that outlives its record would let a replay store the expired record again (201).
+            raise ConfigError("IDEMPOTENCY_TTL_SECONDS", f"must be below RETENTION_DAYS by one TTL pass "
+                              f"({TTL_MONITOR_SECONDS} s), at most {retention_s - TTL_MONITOR_SECONDS}, "
+                              f"got {self.idempotency_ttl_seconds}")
 
     def _settle_window(self) -> int:
         """FEED_SETTLE_SECONDS as set, if the write path can honour it, else derived.

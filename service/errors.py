@@ -14,15 +14,12 @@ from pymongo.errors import (
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from .repository import (
-    TRANSIENT_CODES, IdempotencyConflict, IdempotencyRace, MissingIndex, Refused, WriteWindowClosed,
+    TRANSIENT_CODES, IdempotencyConflict, MissingIndex, Refused, RetryLater,
 )
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "1"
 UNAVAILABLE_MESSAGE = "The database is unavailable; retry later."
-# BadValue: a value within our rules that the server still will not store (an older or
-# stricter MongoDB-compatible server may refuse a shape MongoDB accepts): the client's 422.
-BAD_VALUE = 2
 
 
 class ErrorSchema(Schema):
@@ -53,16 +50,15 @@ class Api(flask_smorest.Api):
 
 def unavailable(error: PyMongoError) -> bool:
     """True for failures a retry can cure: no server, a dropped connection, a timeout
-    (the request's budget, maxTimeMS, wtimeout), a primary stepping down, or a write
-    concern not satisfied; for a batch, any of these on any record."""
+    (the request's budget, maxTimeMS, wtimeout), a primary stepping down, a write
+    concern not satisfied, or any write error the repository lets through."""
     if isinstance(error, (ConnectionFailure, WriteConcernError)) or error.timeout:
         return True
     if getattr(error, "code", None) in TRANSIENT_CODES:
         return True
-    if not isinstance(error, BulkWriteError):
-        return False
-    codes = {e.get("code") for e in error.details.get("writeErrors", [])}
-    return bool(error.details.get("writeConcernErrors") or codes & TRANSIENT_CODES)
+    # The repository turns refusals and foreign duplicates into outcomes of their own; any
+    # other write error leaves what was written for the retry to complete.
+    return isinstance(error, BulkWriteError)
 
 
 def _database_error(error: PyMongoError):
@@ -84,17 +80,13 @@ def _missing_index(error: MissingIndex):
     _retry_later(str(error))
 
 
-def _idempotency_race(error: IdempotencyRace):
-    _retry_later("The Idempotency-Key changed during the request; retry it.")
-
-
-def _write_window_closed(error: WriteWindowClosed):
+def _key_busy(error: RetryLater):
     _retry_later("An earlier attempt with this Idempotency-Key may still be writing; retry in a moment.")
 
 
 def _refused(error: Refused):
-    if any(e.get("code") != BAD_VALUE for e in error.errors.values()):
-        _unexpected(error)
+    """A value within our rules that the server still will not store (an older or stricter
+    MongoDB-compatible server may refuse a shape MongoDB accepts): the client's 422."""
     messages = {i: {"payload": [e.get("errmsg", "refused")]} for i, e in error.errors.items()}
     errors = {"records": {str(i): m for i, m in messages.items()}} if error.batch else messages[0]
     abort(422, message="The database cannot store this payload.", errors={"json": errors})
@@ -110,7 +102,9 @@ def _codes(error: Exception) -> dict:
     codes = {"error": type(error).__name__}
     if isinstance(error, ConnectionFailure):
         codes["detail"] = str(error)
-    if isinstance(error, PyMongoError):
+    if isinstance(error, BulkWriteError):
+        codes.update(code=sorted({e.get("code") for e in error.details.get("writeErrors", [])}))
+    elif isinstance(error, PyMongoError):
         details = getattr(error, "details", None) or {}
         codes.update(code=getattr(error, "code", None), code_name=details.get("codeName"))
     elif isinstance(error, Refused):
@@ -132,8 +126,7 @@ def register(app: Flask, api: Api) -> None:
         ((MissingIndex,), _missing_index),
         ((Refused,), _refused),
         ((IdempotencyConflict,), _idempotency_conflict),
-        ((IdempotencyRace,), _idempotency_race),
-        ((WriteWindowClosed,), _write_window_closed),
+        ((RetryLater,), _key_busy),
         ((Exception,), _unexpected),
     ):
         for error in errors:

@@ -1,7 +1,7 @@
 """The feed: every record exactly once, oldest first, resumable from a checkpoint.
 
 A checkpoint is a position: the smallest id the next page may return. It is signed
-and bound to the feed's `source` with the cursor codec (`service/cursor.py`), under a
+(with key rotation) and bound to the feed's `source` with the cursor codec (`service/cursor.py`), under a
 scope that no page cursor of `GET /data` has, so neither passes for the other.
 
 Exactly once rests on the settle horizon. A page returns ids in [position, horizon),
@@ -14,7 +14,7 @@ does, and the position only moves past ids that were returned.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import orjson
 from bson import ObjectId
@@ -33,16 +33,16 @@ def _scope(source: str | None) -> str:
     return orjson.dumps(["feed", source]).decode()
 
 
-def checkpoint(position: ObjectId, source: str | None, key: bytes) -> str:
+def checkpoint(position: ObjectId, source: str | None, keys: cursor.Keys) -> str:
     """The token that resumes the feed of `source` at `position`."""
-    return cursor.encode(position, _scope(source), key)
+    return cursor.encode(position, _scope(source), keys)
 
 
-def start_of(args: dict, key: bytes) -> ObjectId:
+def start_of(args: dict, keys: cursor.Keys) -> ObjectId:
     """Where a page starts: the `after` checkpoint, the first id of `since`, or the oldest."""
     if "after" in args:
         try:
-            return cursor.decode(args["after"], _scope(args.get("source")), key)
+            return cursor.decode(args["after"], _scope(args.get("source")), keys)
         except cursor.InvalidCursor:
             raise InvalidCheckpoint("not a checkpoint of this feed: altered, or made for another source") \
                 from None
@@ -52,9 +52,9 @@ def start_of(args: dict, key: bytes) -> ObjectId:
     return START
 
 
-def horizon(settle_seconds: int) -> ObjectId:
+def horizon(settle_seconds: int, now: datetime) -> ObjectId:
     """The first id the feed must not serve yet: ids below it will not appear any more."""
-    return first_id_at(datetime.now(timezone.utc) - timedelta(seconds=settle_seconds))
+    return first_id_at(now - timedelta(seconds=settle_seconds))
 
 
 def resume_after(items: list[dict], start: ObjectId) -> ObjectId:

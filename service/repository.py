@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import bson
 import orjson
 import pymongo
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, OperationFailure
 
 from .ids import first_id_of_second, made_at, new_id
 
@@ -24,8 +25,14 @@ RETENTION_INDEX = "created_at_ttl"
 # Server error codes this module acts on.
 DUPLICATE_KEY = 11000
 MAX_TIME_EXPIRED = 50
+# Deterministic refusals of a document's content, the only write errors that undo a write
+# and release its key: BadValue, DocumentValidationFailure, BSONObjectTooLarge.
+BSON_TOO_LARGE = 10334
+REFUSAL_CODES = frozenset({2, 121, BSON_TOO_LARGE})
+# MongoDB's largest document (maxBsonObjectSize); PAYLOAD_MAX_BYTES is capped below it.
+MAX_BSON_BYTES = 16 * 2**20
 # Failures of the moment, not of the record (time limits, a primary stepping down, a
-# server shutting down, the network): a retry can succeed, so nothing is undone for them.
+# server shutting down, the network): a read or command that fails so is a 503.
 TRANSIENT_CODES = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, MAX_TIME_EXPIRED})
 # A key document that changes under us this many times in a row (expired, taken over)
 # makes the request a 503: something is wrong, and the client's retry is safe.
@@ -38,12 +45,10 @@ class IdempotencyConflict(Exception):
     """The Idempotency-Key was already used with a different body."""
 
 
-class IdempotencyRace(Exception):
-    """The key document kept changing under this request (expired, taken over): retry."""
-
-
-class WriteWindowClosed(Exception):
-    """An earlier attempt of this key may still be writing its ids: retry in a moment."""
+class RetryLater(Exception):
+    """The key is busy: an earlier attempt may still be writing its ids, or the key document
+    changed under this request (expired, taken over, renewed). The same request, a moment
+    later, completes."""
 
 
 class IndexConflict(RuntimeError):
@@ -137,15 +142,30 @@ def to_document(record: dict, record_id: ObjectId | None = None) -> dict:
     }
 
 
-def _now_ms() -> datetime:
-    """The current UTC time at the millisecond resolution MongoDB stores (so it compares equal)."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+def utc_now() -> datetime:
+    """The repository's default clock."""
+    return datetime.now(timezone.utc)
 
 
-def reserved_ids(key_document: dict) -> list[ObjectId]:
-    """The record ids a key document reserves (`record_id`: documents of earlier versions)."""
-    return key_document.get("record_ids") or [key_document["record_id"]]
+def _to_ms(moment: datetime) -> datetime:
+    """`moment` at the millisecond resolution MongoDB stores (so it compares equal)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+# The reservation (key document) states of a keyed write, and what a request finds and does.
+# The same table is in docs/reliability.md, "Reservation states"; "window" is one request
+# budget from the ids' making, "abandon-after" two.
+#
+# | key found                                  | same body                          | other body      |
+# |--------------------------------------------|------------------------------------|-----------------|
+# | none (new, or expired by TTL)              | reserve fresh ids, write: 201      | same            |
+# | every reserved id stored                   | replay: 200                        | 409             |
+# | ids missing, within the window             | write them (duplicates settle): 201| 409             |
+# | ids missing, window to abandon-after       | RetryLater: 503                    | 409             |
+# | ids missing, past abandon-after            | renew missing ids, write: 201      | none stored:    |
+# |                                            | (renewal lost to another: 503)     | take over, 201  |
+# | write refused (REFUSAL_CODES)              | undo own, release this key: 422    | -               |
+# | any other write error                      | nothing undone: 503, retry writes  | -               |
+# | key changes under the request 3 times      | RetryLater: 503                    | same            |
 
 
 class RecordRepository:
@@ -157,9 +177,9 @@ class RecordRepository:
       settles concurrent retries without a transaction;
     - records are written with one unordered insert; a duplicate id on a keyed retry
       is an earlier attempt's record, already stored;
-    - when the server refuses a record, only documents this key or call stored are
-      removed (same id and same content), never another record, and the key is
-      released so a corrected body can use it;
+    - when the server refuses the content of a record, only documents this key or call
+      stored are removed (same id and same content), never another record, and the key
+      is released so a corrected body can use it; no other error undoes anything;
     - a key whose records were never written is taken over by a different body once
       no attempt can still be writing (`abandon_after`, twice the request's database
       budget, which also bounds each attempt's writes: clocks of pods may differ).
@@ -172,7 +192,9 @@ class RecordRepository:
     """
 
     def __init__(self, records: Collection, keys: Collection, key_ttl_seconds: int,
-                 abandon_after_ms: int = 10_000, write_window_ms: int = 5_000):
+                 abandon_after_ms: int = 10_000, write_window_ms: int = 5_000,
+                 clock: Callable[[], datetime] = utc_now):
+        self.clock = clock  # every reading of the time on the write path and the feed's horizon
         self.records = records
         self.keys = keys
         self.key_ttl = timedelta(seconds=key_ttl_seconds)
@@ -213,13 +235,13 @@ class RecordRepository:
         pending = True
         if not fresh:
             reservation, pending = self._writable(reservation)
-        documents = [to_document(r, i) for r, i in zip(records, reserved_ids(reservation))]
+        documents = [to_document(r, i) for r, i in zip(records, reservation["record_ids"])]
         if not pending:
             return documents, False
         # One reading of the clock: the window may close while the request runs.
         left = self._window_left(reservation)
         if left <= 0:
-            raise WriteWindowClosed(reservation["_id"])
+            raise RetryLater(reservation["_id"])
         # Nested in the request's budget, this ends the writes when the reserved ids'
         # window does, whichever comes first.
         with pymongo.timeout(left):
@@ -228,8 +250,8 @@ class RecordRepository:
     def _window_left(self, reservation: dict) -> float:
         """Seconds its ids may still be written: they are made together, or renewed
         together (then the older ids are stored ones, which a write only meets as duplicates)."""
-        closes = made_at(max(reserved_ids(reservation))) + self.write_window
-        return (closes - datetime.now(timezone.utc)).total_seconds()
+        closes = made_at(max(reservation["record_ids"])) + self.write_window
+        return (closes - self.clock()).total_seconds()
 
     def _writable(self, reservation: dict) -> tuple[dict, bool]:
         """For a reservation an earlier attempt made: the reservation to write now, and
@@ -241,23 +263,22 @@ class RecordRepository:
         attempt can still be writing them (past `abandon_after`), they get fresh ids in
         one conditional update of the key; in between, the caller must retry a moment later.
         """
-        ids = reserved_ids(reservation)
+        ids = reservation["record_ids"]
         stored = {d["_id"] for d in self.records.find({"_id": {"$in": ids}}, {"_id": 1})}
         if len(stored) == len(ids):
             return reservation, False
         if self._window_left(reservation) > 0:
             return reservation, True
-        if made_at(max(ids)) > datetime.now(timezone.utc) - self.abandon_after:
-            raise WriteWindowClosed(reservation["_id"])
+        if made_at(max(ids)) > self.clock() - self.abandon_after:
+            raise RetryLater(reservation["_id"])
         fresh = [record_id if record_id in stored else new_id() for record_id in ids]
         renewed = self.keys.find_one_and_update(
-            # record_ids None also matches a document of an earlier version (record_id).
-            {**_same_reservation(reservation), "record_ids": reservation.get("record_ids")},
-            {"$set": {"record_ids": fresh}, "$unset": {"record_id": ""}},
+            _same_reservation(reservation),
+            {"$set": {"record_ids": fresh}},
             return_document=ReturnDocument.AFTER,
         )
         if renewed is None:
-            raise IdempotencyRace(reservation["_id"])  # another retry renewed it first
+            raise RetryLater(reservation["_id"])  # another retry renewed it first
         return renewed, True
 
     def _reserve(self, key_id: str, digest: str, count: int) -> tuple[dict, bool]:
@@ -268,7 +289,7 @@ class RecordRepository:
                 "_id": key_id,
                 "fingerprint": digest,
                 "record_ids": [new_id() for _ in range(count)],
-                "expires_at": _now_ms() + self.key_ttl,
+                "expires_at": _to_ms(self.clock()) + self.key_ttl,
             }
             try:
                 self.keys.insert_one(reservation)
@@ -283,39 +304,53 @@ class RecordRepository:
                 raise IdempotencyConflict(key_id)
             if self.keys.find_one_and_replace(_same_reservation(found), reservation) is not None:
                 return reservation, True
-        raise IdempotencyRace(key_id)
+        raise RetryLater(key_id)
 
     def _abandoned(self, reservation: dict) -> bool:
         """True if no record of the reservation exists and no attempt can still write one."""
-        ids = reserved_ids(reservation)
-        too_old = made_at(ids[0]) < datetime.now(timezone.utc) - self.abandon_after
+        ids = reservation["record_ids"]
+        too_old = made_at(ids[0]) < self.clock() - self.abandon_after
         return too_old and self.records.find_one({"_id": {"$in": ids}}, {"_id": 1}) is None
 
     def _write(self, documents: list[dict], batch: bool, reservation: dict | None = None) -> bool:
         """Insert the documents; return whether this call stored any of them.
 
-        Timeouts and write-concern errors propagate untouched: what was written stays,
-        and a retry with the same key completes it.
+        Only a refusal of the content (REFUSAL_CODES) undoes: it would refuse every retry.
+        Any other error propagates and undoes nothing, whatever its code: a keyed retry
+        may have met an earlier attempt's acknowledged records, and what was written stays
+        for the next retry to complete.
         """
         try:
             self.records.insert_many(documents, ordered=False)
             return True
+        except DocumentTooLarge:  # the driver's own check, before the server sees the batch
+            sizes = [len(bson.encode(d)) for d in documents]
+            too_large = [i for i, size in enumerate(sizes) if size > MAX_BSON_BYTES] or range(len(sizes))
+            error = BulkWriteError({"writeErrors": [
+                {"index": i, "code": BSON_TOO_LARGE, "errmsg": "larger than the server's BSON limit"}
+                for i in too_large]})
+            return self._settle(error, documents, batch, reservation)
         except BulkWriteError as error:
-            errors = {e["index"]: e for e in error.details.get("writeErrors", [])}
-            duplicates = {i for i, e in errors.items() if e.get("code") == DUPLICATE_KEY}
-            refused = {i: e for i, e in errors.items()
-                       if e.get("code") != DUPLICATE_KEY and e.get("code") not in TRANSIENT_CODES}
-            if refused or (duplicates and reservation is None):
-                # A duplicate without a key is another record's id: undo, all or nothing.
-                self._remove_own(documents)
-                if reservation is not None:
-                    self.keys.delete_one(_same_reservation(reservation))
-                if refused:
-                    raise Refused(refused, batch) from None
-                raise DuplicateKeyError("an id of this request already exists", DUPLICATE_KEY) from None
-            if len(duplicates) < len(errors) or error.details.get("writeConcernErrors"):
-                raise  # transient write errors, or a write concern not confirmed
-            return len(duplicates) < len(documents)
+            return self._settle(error, documents, batch, reservation)
+
+    def _settle(self, error: BulkWriteError, documents: list[dict], batch: bool,
+                reservation: dict | None) -> bool:
+        """What a failed insert leaves: undone and refused, undone as a duplicate, raised as
+        it is for a retry to complete, or settled (only earlier attempts' duplicates)."""
+        errors = {e["index"]: e for e in error.details.get("writeErrors", [])}
+        duplicates = {i for i, e in errors.items() if e.get("code") == DUPLICATE_KEY}
+        refused = {i: e for i, e in errors.items() if e.get("code") in REFUSAL_CODES}
+        if refused or (duplicates and reservation is None):
+            # A duplicate without a key is another record's id: undo, all or nothing.
+            self._remove_own(documents)
+            if reservation is not None:
+                self.keys.delete_one(_same_reservation(reservation))
+            if refused:
+                raise Refused(refused, batch) from None
+            raise DuplicateKeyError("an id of this request already exists", DUPLICATE_KEY) from None
+        if len(duplicates) < len(errors) or error.details.get("writeConcernErrors"):
+            raise error  # any other write error, or a write concern not confirmed: retry later
+        return len(duplicates) < len(documents)
 
     def _remove_own(self, documents: list[dict]) -> None:
         """Delete the stored documents that are exactly ours (same id, same content).
@@ -423,6 +458,7 @@ class RecordRepository:
 
 
 def _same_reservation(reservation: dict) -> dict:
-    """A filter matching this reservation only, not a later one of the same key."""
+    """A filter matching this reservation only, not a later one of the same key, nor
+    this one renewed under fresh ids."""
     return {"_id": reservation["_id"], "fingerprint": reservation["fingerprint"],
-            "expires_at": reservation["expires_at"]}
+            "expires_at": reservation["expires_at"], "record_ids": reservation["record_ids"]}

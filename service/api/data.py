@@ -28,6 +28,27 @@ UNAVAILABLE = {"description": "The database is unavailable or too slow, or an in
                "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
 
 
+# Every status a /data route may answer besides its success, described once.
+RESPONSES = {
+    400: {"description": "The body is not standard JSON."},
+    404: {"description": "No record has this id."},
+    409: {"description": "The Idempotency-Key was used with a different body."},
+    413: {"description": "The body is larger than MAX_CONTENT_LENGTH."},
+    415: {"description": "The body is not application/json."},
+    503: UNAVAILABLE,
+}
+WRITE_ERRORS = (400, 409, 413, 415, 503)
+
+
+def other_responses(*statuses: int):
+    """Document the statuses a view may answer besides its success (RESPONSES)."""
+    def document(view):
+        for status in statuses:
+            view = blp.alt_response(status, **RESPONSES[status])(view)
+        return view
+    return document
+
+
 def protected(view):
     """Document that the view needs an API key when keys are configured."""
     view = blp.doc(security=[{SCHEME_NAME: []}])(view)
@@ -92,11 +113,7 @@ class Records(MethodView):
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, RecordSchema, headers={"Location": {"schema": {"type": "string"}}})
     @blp.alt_response(200, schema=RecordSchema, description="A retry of an earlier Idempotency-Key.")
-    @blp.alt_response(409, description="The Idempotency-Key was used with a different body.")
-    @blp.alt_response(413, description="The body is larger than MAX_CONTENT_LENGTH.")
-    @blp.alt_response(415, description="The body is not application/json.")
-    @blp.alt_response(400, description="The body is not standard JSON.")
-    @blp.alt_response(503, **UNAVAILABLE)
+    @other_responses(*WRITE_ERRORS)
     def post(self, record, idempotency_key=None):
         """Store one record
 
@@ -111,7 +128,7 @@ class Records(MethodView):
     @protected
     @blp.arguments(RecordQuerySchema, location="query", unknown="raise")
     @blp.response(200, RecordPageSchema)
-    @blp.alt_response(503, **UNAVAILABLE)
+    @other_responses(503)
     def get(self, args):
         """List records, newest first
 
@@ -142,8 +159,7 @@ class RecordItem(MethodView):
     @blp.no_query
     @blp.response(200, RecordSchema, **CACHEABLE)
     @blp.alt_response(304, description="If-None-Match holds the current ETag: no body.")
-    @blp.alt_response(404, description="No record has this id.")
-    @blp.alt_response(503, **UNAVAILABLE)
+    @other_responses(404, 503)
     def get(self, record_id):
         """Read one record by id"""
         document = repository().get(record_id)
@@ -162,11 +178,7 @@ class RecordBatch(MethodView):
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(201, BatchOutSchema)
     @blp.alt_response(200, schema=BatchOutSchema, description="A retry of an earlier Idempotency-Key.")
-    @blp.alt_response(409, description="The Idempotency-Key was used with a different body.")
-    @blp.alt_response(413, description="The body is larger than MAX_CONTENT_LENGTH.")
-    @blp.alt_response(415, description="The body is not application/json.")
-    @blp.alt_response(400, description="The body is not standard JSON.")
-    @blp.alt_response(503, **UNAVAILABLE)
+    @other_responses(*WRITE_ERRORS)
     def post(self, batch, idempotency_key=None):
         """Store up to BATCH_MAX_RECORDS records, all or nothing
 
@@ -189,7 +201,7 @@ class RecordFeed(MethodView):
     @protected
     @blp.arguments(FeedQuerySchema, location="query", unknown="raise")
     @blp.response(200, FeedPageSchema)
-    @blp.alt_response(503, **UNAVAILABLE)
+    @other_responses(503)
     def get(self, args):
         """Follow every record exactly once, oldest first
 
@@ -204,7 +216,8 @@ class RecordFeed(MethodView):
             start = feed.start_of(args, key)
         except feed.InvalidCheckpoint as exc:
             abort(422, errors={"query": {"after": [str(exc)]}}, message="Invalid checkpoint.")
-        horizon = feed.horizon(current_app.config["SETTINGS"].feed_settle_seconds)
-        documents = repository().feed(start, horizon, args["limit"], source)
+        store = repository()
+        horizon = feed.horizon(current_app.config["SETTINGS"].feed_settle_seconds, store.clock())
+        documents = store.feed(start, horizon, args["limit"], source)
         items, _ = fit_page(documents, args["limit"], current_app.config["PAGE_MAX_BYTES"])
         return {"items": items, "next": feed.checkpoint(feed.resume_after(items, start), source, key)}

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import orjson
 import pytest
 from bson import Int64, ObjectId
 
-from . import expect
+from . import expect, harness
 
 UNICODE_PAYLOAD = {
     "latin": "héllo wörld",
@@ -142,3 +143,18 @@ def test_stored_bson_types(api, source, records_collection):
     assert document["timestamp"] == datetime(2024, 2, 29, 18, 0, tzinfo=timezone.utc)
     assert isinstance(document["created_at"], datetime)
     assert document["source"] == source
+
+
+def test_the_largest_allowed_payload_fits_the_servers_document_limit(start_service):
+    """At PAYLOAD_MAX_BYTES's cap, the payload with the most BSON per JSON byte (an array of
+    one-digit integers, about 12.5 MB of BSON) is stored and read back."""
+    from service.config import PAYLOAD_MAX_BYTES_CAP
+    # FerretDB takes seconds over a million array elements: a budget to match.
+    server = start_service(PAYLOAD_MAX_BYTES=str(PAYLOAD_MAX_BYTES_CAP), MAX_CONTENT_LENGTH=str(3 * 2**20),
+                           MONGODB_REQUEST_TIMEOUT_MS="60000")
+    payload = {"a": [0] * ((PAYLOAD_MAX_BYTES_CAP - len('{"a":[]}') + 1) // 2)}
+    body = orjson.dumps({"source": harness.unique("s"), "payload": payload})
+    api = harness.Client(server.url)
+    created = expect.record(api.post("/data", data=body, headers={"Content-Type": "application/json"},
+                                     timeout=90), 201)
+    assert expect.record(api.get(f"/data/{created['id']}", timeout=90), 200)["payload"] == payload

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from service.auth import digest
+from tests.factories import bearer
 
 from . import harness
 
@@ -22,10 +24,6 @@ def secured(start_service, mongodb_uri, database_name, tmp_path):
     keys.write_text(f"writer {digest(WRITER).hex()} write\nreader {digest(READER).hex()} read\n")
     return start_service(MONGODB_URI=mongodb_uri, MONGODB_DATABASE=database_name,
                          API_KEYS_FILE=str(keys))
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def post_on_fresh_connections(server, count: int, source: str) -> list[int]:
@@ -83,3 +81,17 @@ def test_log_lines_carry_the_request_id_and_no_payload(secured, source):
     assert {"time", "level", "method", "duration_ms", "client"} <= set(access[-1])
     assert any(line["logger"] == "gunicorn.error" for line in lines)
     assert marker not in log
+
+
+def test_a_bad_api_keys_file_stops_gunicorn_once_with_one_line(tmp_path, mongodb_uri):
+    """Not a worker exiting 1 and respawned forever: the master stops, naming the setting."""
+    server = harness.ServiceProcess(tmp_path, MONGODB_URI=mongodb_uri,
+                                    API_KEYS_FILE=str(tmp_path / "missing"))
+    command = [str(harness.VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "service:create_app()"]
+    run = subprocess.run(command, cwd=harness.REPO, env=server.env, capture_output=True, text=True,
+                         timeout=30)
+    lines = (run.stdout + run.stderr).splitlines()
+    assert run.returncode != 0
+    assert [line for line in lines if "API_KEYS_FILE" in line] == [
+        "configuration error: API_KEYS_FILE cannot be read: No such file or directory"]
+    assert not any("Booting worker" in line for line in lines)

@@ -5,6 +5,8 @@ import pytest
 from hypothesis import settings
 
 from service import create_app
+from service.db import repository
+from tests.factories import Inserts
 
 # No time limit per example: on a loaded machine a request can take longer than hypothesis'
 # default 200 ms, and speed is measured by the benchmarks, never by unit tests.
@@ -48,3 +50,16 @@ def post(client):
 def record():
     """A minimal valid record (a fresh dict each time)."""
     return {"source": "billing", "payload": {"amount": 42}}
+
+
+@pytest.fixture
+def store(app):
+    """The repository of `app`."""
+    with app.app_context():
+        return repository()
+
+
+@pytest.fixture
+def inserts(store, monkeypatch):
+    """The one fault injector of record inserts: queue steps (tests.factories) for the next ones."""
+    return Inserts(monkeypatch, store.records)

@@ -7,6 +7,7 @@ import pytest
 
 from service.auth import digest, parse_keys
 from service.config import ConfigError
+from tests.factories import bearer
 
 READER, WRITER, ADMIN = "reader-key-0123456789", "writer-key-0123456789", "admin-key-0123456789"
 
@@ -28,10 +29,6 @@ def key_file(tmp_path):
 def secured(make_app, key_file):
     """A client of an app with API keys configured."""
     return make_app(API_KEYS_FILE=str(key_file)).test_client()
-
-
-def bearer(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 RECORD = {"source": "s", "payload": {}}
@@ -128,3 +125,16 @@ def test_openapi_declares_the_bearer_scheme(client):
     assert operation["security"] == [{"bearerAuth": []}]
     assert {"401", "403"} <= set(operation["responses"])
     assert "security" not in spec["paths"]["/healthz"]["get"]
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_cors_preflight_needs_no_api_key(make_app, key_file, method):
+    """A browser sends the preflight without Authorization; a 401 there fails every call."""
+    client = make_app(API_KEYS_FILE=str(key_file), CORS_ORIGINS="https://app.example").test_client()
+    preflight = client.options("/data", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": method,
+        "Access-Control-Request-Headers": "Authorization, Content-Type"})
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert client.get("/data", headers={"Origin": "https://app.example"}).status_code == 401

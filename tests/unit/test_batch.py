@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pymongo.errors import AutoReconnect, BulkWriteError
 
 from service.db import repository
+from tests.factories import crash, stored
 
 
 def records(count: int) -> list[dict]:
@@ -53,11 +54,6 @@ def send(client, batch: list[dict], key: str | None = "b-1"):
     return client.post("/data/batch", json={"records": batch}, headers=headers)
 
 
-def stored(app) -> list[dict]:
-    with app.app_context():
-        return list(repository().records.find({}, sort=[("_id", 1)]))
-
-
 def test_keyed_batch_is_201_then_200_with_the_same_ids_in_the_same_order(client, app):
     first, retry = send(client, records(4)), send(client, records(4))
     assert (first.status_code, retry.status_code) == (201, 200)
@@ -92,22 +88,10 @@ def test_parallel_identical_batches_store_once(app):
     assert len(stored(app)) == 10
 
 
-def fail_after(monkeypatch, collection, stored_count: int, error: Exception):
-    """Let the next insert_many store its first `stored_count` documents, then raise `error`."""
-    real = collection.insert_many
-
-    def partial(documents, **kwargs):
-        monkeypatch.setattr(collection, "insert_many", real)
-        if stored_count:
-            real(documents[:stored_count], **kwargs)
-        raise error
-    monkeypatch.setattr(collection, "insert_many", partial)
-
-
-def test_a_retry_after_a_partial_write_completes_the_batch_to_the_reserved_ids(client, app, monkeypatch):
+def test_a_retry_after_a_partial_write_completes_the_batch_to_the_reserved_ids(client, app, inserts):
     with app.app_context():
         repo = repository()
-    fail_after(monkeypatch, repo.records, 3, AutoReconnect("connection reset"))
+    inserts.then(crash(3, AutoReconnect("connection reset")))
     assert send(client, records(8)).status_code == 503
     with app.app_context():
         reserved = [str(i) for i in repo.keys.find_one({"_id": "#batch/b-1"})["record_ids"]]
@@ -119,11 +103,9 @@ def test_a_retry_after_a_partial_write_completes_the_batch_to_the_reserved_ids(c
     assert send(client, records(8)).status_code == 200
 
 
-def test_a_batch_write_concern_error_is_a_503_and_a_retry_completes_it(client, app, monkeypatch):
-    with app.app_context():
-        repo = repository()
+def test_a_batch_write_concern_error_is_a_503_and_a_retry_completes_it(client, app, inserts):
     details = {"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication"}]}
-    fail_after(monkeypatch, repo.records, 2, BulkWriteError(details))
+    inserts.then(crash(2, BulkWriteError(details)))
     failed = send(client, records(2))
     assert failed.status_code == 503 and failed.headers["Retry-After"] == "1"
     assert len(stored(app)) == 2  # written, only not confirmed: nothing is undone
@@ -131,13 +113,11 @@ def test_a_batch_write_concern_error_is_a_503_and_a_retry_completes_it(client, a
     assert retry.status_code == 200 and len(stored(app)) == 2
 
 
-def test_a_transient_write_error_undoes_nothing_and_a_retry_completes_the_batch(client, app, monkeypatch):
+def test_a_transient_write_error_undoes_nothing_and_a_retry_completes_the_batch(client, app, inserts):
     """A primary stepping down under record 2 of 4: a 503, and the retry stores just the rest."""
-    with app.app_context():
-        repo = repository()
     details = {"writeErrors": [{"index": 2, "code": 11602, "errmsg": "InterruptedDueToReplStateChange"},
                                {"index": 3, "code": 11602, "errmsg": "InterruptedDueToReplStateChange"}]}
-    fail_after(monkeypatch, repo.records, 2, BulkWriteError(details))
+    inserts.then(crash(2, BulkWriteError(details)))
     assert send(client, records(4)).status_code == 503
     assert len(stored(app)) == 2
     retry = send(client, records(4))

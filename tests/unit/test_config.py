@@ -38,6 +38,7 @@ def test_defaults():
     ({"MONGODB_URI": "mongodb://db", "CURSOR_SECRET": ""}, "CURSOR_SECRET"),
     ({"MONGODB_URI": "mongodb://db", "CURSOR_SECRET": "s" * 31}, "CURSOR_SECRET"),
     ({"MONGODB_URI": "memory://", "CURSOR_SECRET": "short"}, "CURSOR_SECRET"),
+    ({"MONGODB_URI": "mongodb://db", "CURSOR_SECRET": SECRET + ",short"}, "CURSOR_SECRET"),
 ])
 def test_invalid_setting_stops_with_one_line_naming_it(environ, variable):
     with pytest.raises(ConfigError) as error:
@@ -131,3 +132,27 @@ def test_a_feed_window_shorter_than_the_write_path_allows_is_refused(environ, ac
         return
     with pytest.raises(ConfigError, match="^configuration error: FEED_SETTLE_SECONDS "):
         Settings.from_env(environ)
+
+
+@pytest.mark.parametrize("environ, variable, accepted", [
+    ({**REAL, "MONGODB_REQUEST_TIMEOUT_MS": "120000", "IDEMPOTENCY_TTL_SECONDS": "60"},
+     "IDEMPOTENCY_TTL_SECONDS", False),
+    ({**REAL, "MONGODB_REQUEST_TIMEOUT_MS": "120000", "IDEMPOTENCY_TTL_SECONDS": "359"},
+     "IDEMPOTENCY_TTL_SECONDS", False),
+    ({**REAL, "MONGODB_REQUEST_TIMEOUT_MS": "120000", "IDEMPOTENCY_TTL_SECONDS": "360"}, None, True),
+    ({**REAL, "RETENTION_DAYS": "1"}, "IDEMPOTENCY_TTL_SECONDS", False),
+    ({**REAL, "RETENTION_DAYS": "1", "IDEMPOTENCY_TTL_SECONDS": "86340"}, None, True),
+    ({**REAL, "RETENTION_DAYS": "2"}, None, True),
+    ({**REAL, "PAYLOAD_MAX_BYTES": str(2 * 2**20)}, None, True),
+    ({**REAL, "PAYLOAD_MAX_BYTES": str(2 * 2**20 + 1)}, "PAYLOAD_MAX_BYTES", False),
+])
+def test_settings_that_must_agree_are_checked_together(environ, variable, accepted):
+    """A key must outlive abandon-after plus a write and expire before its record; a payload's
+    BSON must fit the server's document limit."""
+    if accepted:
+        Settings.from_env(environ)
+        return
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(environ)
+    message = str(error.value)
+    assert message.startswith(f"configuration error: {variable} ") and "\n" not in message

@@ -1,6 +1,8 @@
-"""The cursor codec: round trips, and every alteration is refused."""
+"""The cursor codec: round trips, every alteration is refused, secrets rotate."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import string
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 
 from service import cursor
 
-KEY = cursor.make_key("secret")
+KEY = cursor.make_keys("secret")
 ids = st.binary(min_size=12, max_size=12).map(ObjectId)
 scopes = st.text(max_size=40)
 ALPHABET = string.ascii_letters + string.digits + "-_"
@@ -50,6 +52,32 @@ def test_truncated_and_padded_cursors_are_refused():
     for bad in (token[:-1], token + "A", token + "=", "", "+" + token[1:], " " + token[1:]):
         with pytest.raises(cursor.InvalidCursor):
             cursor.decode(bad, "", KEY)
+
+
+OLD, NEW = "o" * 32, "n" * 32
+
+
+def test_the_first_secret_signs_and_every_listed_one_verifies():
+    oid = ObjectId()
+    before = cursor.encode(oid, "", cursor.make_keys(OLD))
+    rotated = cursor.make_keys(f"{NEW},{OLD}")
+    after = cursor.encode(oid, "", rotated)
+    assert cursor.decode(before, "", rotated) == cursor.decode(after, "", rotated) == oid
+    assert before.split(".")[0] != after.split(".")[0]  # the key id tells which secret signed
+    with pytest.raises(cursor.InvalidCursor):
+        cursor.decode(before, "", cursor.make_keys(NEW))  # the old secret dropped
+
+
+def test_a_token_of_the_earlier_format_still_verifies():
+    """A checkpoint a consumer kept from before: version 1, the id, a keyed BLAKE2b digest."""
+    oid = ObjectId("65f000000000000000000001")
+    body = b"\x01" + oid.binary
+    mac = hashlib.blake2b(body, digest_size=11, key=hashlib.sha256(OLD.encode()).digest())
+    mac.update(b"scope")
+    legacy = base64.urlsafe_b64encode(body + mac.digest()).decode()
+    assert cursor.decode(legacy, "scope", cursor.make_keys(f"{NEW},{OLD}")) == oid
+    with pytest.raises(cursor.InvalidCursor):
+        cursor.decode(legacy, "other", cursor.make_keys(OLD))
 
 
 @given(st.text(max_size=40))

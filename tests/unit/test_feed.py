@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from bson import ObjectId
 
-from service import feed
 from service.db import repository
 from service.repository import to_document
+from tests.factories import Clock
 
 NOW = datetime.now(timezone.utc)
 
@@ -91,13 +91,13 @@ def test_since_in_the_future_returns_nothing_yet_and_a_checkpoint_there(client, 
     assert client.get("/data/feed", query_string={"after": body["next"]}).get_json()["items"] == []
 
 
-def test_a_record_is_served_only_once_its_id_is_older_than_the_window(make_app, monkeypatch):
+def test_a_record_is_served_only_once_its_id_is_older_than_the_window(make_app):
     app = make_app(FEED_SETTLE_SECONDS="30")
     client = app.test_client()
     fresh = client.post("/data", json={"source": "s", "payload": {}}).get_json()["id"]
     assert client.get("/data/feed").get_json()["items"] == []
-    moment = datetime.now(timezone.utc) + timedelta(seconds=31)
-    monkeypatch.setattr(feed, "datetime", type("Later", (), {"now": staticmethod(lambda tz: moment)}))
+    with app.app_context():
+        repository().clock = Clock(timedelta(seconds=31))
     assert [item["id"] for item in client.get("/data/feed").get_json()["items"]] == [fresh]
 
 

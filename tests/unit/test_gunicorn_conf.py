@@ -63,6 +63,15 @@ def test_bad_settings_stop_the_master(load):
         load(MONGODB_URI="nonsense")
 
 
+def test_a_bad_api_keys_file_stops_the_master_with_one_line(load, tmp_path):
+    """In a worker it would exit 1, which gunicorn answers by spawning another, forever."""
+    with pytest.raises(ConfigError, match="^configuration error: API_KEYS_FILE cannot be read"):
+        load(MONGODB_URI="memory://", API_KEYS_FILE=str(tmp_path / "missing"))
+    (tmp_path / "keys").write_text("not a key line\n")
+    with pytest.raises(ConfigError, match="^configuration error: API_KEYS_FILE line 1"):
+        load(MONGODB_URI="memory://", API_KEYS_FILE=str(tmp_path / "keys"))
+
+
 def test_metrics_directory_is_emptied_at_start(load, tmp_path):
     conf = load(MONGODB_URI="memory://")
     stale = tmp_path / "metrics" / "counter_1.db"

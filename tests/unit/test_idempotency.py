@@ -8,11 +8,10 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from service.db import repository
+from tests.factories import crash, stored
 
 
-def count(app) -> int:
-    with app.app_context():
-        return repository().records.count_documents({})
+DROPPED = crash(0, AutoReconnect("connection reset"))  # the next insert stores nothing
 
 
 def test_retry_returns_the_original_with_200(post, record, app):
@@ -21,7 +20,7 @@ def test_retry_returns_the_original_with_200(post, record, app):
     assert (first.status_code, retry.status_code) == (201, 200)
     assert retry.get_json() == first.get_json()
     assert retry.headers["Location"] == first.headers["Location"]
-    assert count(app) == 1
+    assert len(stored(app)) == 1
 
 
 def test_same_key_different_body_is_409(post, record, app):
@@ -29,7 +28,7 @@ def test_same_key_different_body_is_409(post, record, app):
     response = post({**record, "payload": {"amount": 43}}, headers={"Idempotency-Key": "k-1"})
     assert response.status_code == 409
     assert "Idempotency-Key" in response.get_json()["message"]
-    assert count(app) == 1
+    assert len(stored(app)) == 1
 
 
 def test_keys_are_scoped_per_source(post, record, app):
@@ -66,17 +65,7 @@ def test_parallel_identical_requests_store_one_record(app, record):
         responses = list(pool.map(send, range(50)))
     assert sorted(r.status_code for r in responses) == [200] * 49 + [201]
     assert len({r.get_json()["id"] for r in responses}) == 1
-    assert count(app) == 1
-
-
-def crash_on_insert(monkeypatch, repo):
-    """Make the next record write fail as a dropped connection does; return the undo."""
-    real = repo.records.insert_many
-
-    def crash(*args, **kwargs):
-        raise AutoReconnect("connection reset")
-    monkeypatch.setattr(repo.records, "insert_many", crash)
-    return lambda: monkeypatch.setattr(repo.records, "insert_many", real)
+    assert len(stored(app)) == 1
 
 
 def reservation(app, key_id: str) -> dict | None:
@@ -85,45 +74,40 @@ def reservation(app, key_id: str) -> dict | None:
 
 
 def test_a_key_reserved_before_a_crash_completes_on_retry_with_the_reserved_id(
-        post, record, app, monkeypatch):
+        post, record, app, inserts):
     """The key document is written first; if the record write never happened, a retry does it."""
-    with app.app_context():
-        heal = crash_on_insert(monkeypatch, repository())
+    inserts.then(DROPPED)
     assert post(record, headers={"Idempotency-Key": "k"}).status_code == 503
     reserved = reservation(app, "billing/k")["record_ids"]
-    assert count(app) == 0
-    heal()
+    assert len(stored(app)) == 0
     retry = post(record, headers={"Idempotency-Key": "k"})
     assert retry.status_code == 201
     assert retry.get_json()["id"] == str(reserved[0])
-    assert count(app) == 1
+    assert len(stored(app)) == 1
 
 
 def test_a_key_whose_record_was_never_written_is_409_while_an_attempt_may_still_write(
-        post, record, app, monkeypatch):
-    with app.app_context():
-        heal = crash_on_insert(monkeypatch, repository())
+        post, record, app, inserts):
+    inserts.then(DROPPED)
     post(record, headers={"Idempotency-Key": "k"})
-    heal()
     other = post({**record, "payload": {"amount": 1}}, headers={"Idempotency-Key": "k"})
     assert other.status_code == 409
 
 
 def test_a_key_whose_record_was_never_written_is_taken_over_by_a_corrected_body(
-        post, record, app, monkeypatch):
+        post, record, app, monkeypatch, inserts):
     """Once no attempt can still write (twice the request budget), the key is free again."""
     with app.app_context():
         repo = repository()
-        heal = crash_on_insert(monkeypatch, repo)
+        inserts.then(DROPPED)
         monkeypatch.setattr(repo, "abandon_after", timedelta(0))
     post(record, headers={"Idempotency-Key": "k"})
     abandoned = reservation(app, "billing/k")["record_ids"]
-    heal()
     corrected = post({**record, "payload": {"amount": 1}}, headers={"Idempotency-Key": "k"})
     assert corrected.status_code == 201
     assert corrected.get_json()["id"] != str(abandoned[0])
     assert post(record, headers={"Idempotency-Key": "k"}).status_code == 409
-    assert count(app) == 1
+    assert len(stored(app)) == 1
 
 
 def test_a_key_with_a_stored_record_is_never_taken_over(post, record, app, monkeypatch):
@@ -151,7 +135,7 @@ def test_a_key_that_expires_during_the_request_is_reserved_again(post, record, a
     key = reservation(app, "billing/k")
     assert str(key["record_ids"][0]) == retry.get_json()["id"]
     assert post(record, headers={"Idempotency-Key": "k"}).status_code == 200
-    assert count(app) == 2  # the first record, and the one the new reservation points to
+    assert len(stored(app)) == 2  # the first record, and the one the new reservation points to
 
 
 def test_a_key_that_keeps_vanishing_is_a_503(post, record, app, monkeypatch):
@@ -161,7 +145,7 @@ def test_a_key_that_keeps_vanishing_is_a_503(post, record, app, monkeypatch):
     monkeypatch.setattr(keys, "find_one", lambda *args, **kwargs: None)
     response = post(record, headers={"Idempotency-Key": "k"})
     assert response.status_code == 503 and "Idempotency-Key" in response.get_json()["message"]
-    assert count(app) == 1
+    assert len(stored(app)) == 1
 
 
 def test_keys_get_a_ttl_index(app):

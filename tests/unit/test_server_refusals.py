@@ -3,30 +3,19 @@ from __future__ import annotations
 
 import pytest
 from bson import ObjectId
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import AutoReconnect
 
 from service import repository as repository_module
 from service.db import repository
 from service.ids import new_id
+from tests.factories import Inserts, answer, crash
 
 
 def refuse(app, monkeypatch, code: int, errmsg: str, *indexes: int):
-    """Make the server store every document of the next insert except those at `indexes`."""
+    """Make the server answer `code` for the documents at `indexes` of the next insert."""
     with app.app_context():
         records = repository().records
-    real = records.insert_many
-
-    def insert(documents, **kwargs):
-        monkeypatch.setattr(records, "insert_many", real)
-        kept = [i for i in range(len(documents)) if i not in indexes]
-        errors = [{"index": i, "code": code, "errmsg": errmsg} for i in indexes]
-        try:
-            if kept:
-                real([documents[i] for i in kept], **kwargs)
-        except BulkWriteError as error:  # duplicates: renumber them as in the whole request
-            errors += [{**e, "index": kept[e["index"]]} for e in error.details["writeErrors"]]
-        raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": []})
-    monkeypatch.setattr(records, "insert_many", insert)
+    Inserts(monkeypatch, records).then(answer(code, *indexes, errmsg=errmsg))
     return records
 
 
@@ -41,10 +30,12 @@ def test_a_refused_value_is_a_422_not_a_500(app, client, monkeypatch):
     assert response.get_json()["errors"]["json"]["payload"] == ["nested arrays"]
 
 
-def test_other_write_errors_stay_500s_and_log_the_code(app, client, monkeypatch, caplog):
-    refuse(app, monkeypatch, 14031, "disk full", 0)
-    assert client.post("/data", json={"source": "s", "payload": {}}).status_code == 500
-    logged = [r for r in caplog.records if r.getMessage() == "unhandled exception"]
+def test_other_write_errors_are_503s_undo_nothing_and_log_the_code(app, client, monkeypatch, caplog):
+    records = refuse(app, monkeypatch, 14031, "disk full", 1)
+    response = client.post("/data/batch", json=batch(2))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert records.count_documents({}) == 1
+    logged = [r for r in caplog.records if r.getMessage() == "database unavailable: BulkWriteError"]
     assert logged[0].code == [14031] and "disk full" not in caplog.text
 
 
@@ -84,13 +75,7 @@ def test_a_refusal_on_a_retry_also_removes_what_earlier_attempts_of_the_key_stor
     with app.app_context():
         records = repository().records
     client.post("/data", json={"source": "s", "payload": {"n": 0}})  # a record of someone else
-    real = records.insert_many
-
-    def crash_after_two(documents, **kwargs):
-        monkeypatch.setattr(records, "insert_many", real)
-        real(documents[:2], **kwargs)
-        raise AutoReconnect("reset")
-    monkeypatch.setattr(records, "insert_many", crash_after_two)
+    Inserts(monkeypatch, records).then(crash(2, AutoReconnect("reset")))
     assert client.post("/data/batch", json=batch(4), headers=headers).status_code == 503
     assert records.count_documents({}) == 3
     refuse(app, monkeypatch, 2, "dotted key", 3)

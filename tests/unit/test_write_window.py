@@ -13,26 +13,15 @@ from bson import ObjectId
 from pymongo.errors import AutoReconnect
 
 from service.db import repository
-from service.ids import first_id_at
+from service.ids import first_id_at, made_at
 from service.repository import to_document
+from tests.factories import Clock, crash, stored
 
 
 @pytest.fixture
 def app(make_app):
     """An app whose request budget, and so whose write window, is one second."""
     return make_app(MONGODB_REQUEST_TIMEOUT_MS="1000")
-
-
-def fail_next_insert(monkeypatch, app):
-    """The next insert_many stores nothing: the connection drops."""
-    with app.app_context():
-        records = repository().records
-    real = records.insert_many
-
-    def partial(documents, **kwargs):
-        monkeypatch.setattr(records, "insert_many", real)
-        raise AutoReconnect("connection reset")
-    monkeypatch.setattr(records, "insert_many", partial)
 
 
 def age(app, key_id: str, seconds: float) -> list[ObjectId]:
@@ -48,13 +37,12 @@ def age(app, key_id: str, seconds: float) -> list[ObjectId]:
 
 
 def stored_ids(app) -> list[str]:
-    with app.app_context():
-        return sorted(str(d["_id"]) for d in repository().records.find())
+    return [str(d["_id"]) for d in stored(app)]
 
 
-def test_a_retry_of_an_old_unwritten_key_gets_a_fresh_id_recorded_in_the_key(client, app, monkeypatch):
+def test_a_retry_of_an_old_unwritten_key_gets_a_fresh_id_recorded_in_the_key(client, app, inserts):
     record = {"source": "s", "payload": {"n": 1}}
-    fail_next_insert(monkeypatch, app)
+    inserts.then(crash(0, AutoReconnect("connection reset")))
     assert client.post("/data", json=record, headers={"Idempotency-Key": "k"}).status_code == 503
     [old] = age(app, "s/k", 3)
     retry = client.post("/data", json=record, headers={"Idempotency-Key": "k"})
@@ -68,9 +56,9 @@ def test_a_retry_of_an_old_unwritten_key_gets_a_fresh_id_recorded_in_the_key(cli
     assert (again.status_code, again.get_json()["id"]) == (200, fresh)
 
 
-def test_a_retry_while_an_attempt_may_still_write_the_old_id_is_503(client, app, monkeypatch):
+def test_a_retry_while_an_attempt_may_still_write_the_old_id_is_503(client, app, inserts):
     record = {"source": "s", "payload": {"n": 1}}
-    fail_next_insert(monkeypatch, app)
+    inserts.then(crash(0, AutoReconnect("connection reset")))
     client.post("/data", json=record, headers={"Idempotency-Key": "k"})
     age(app, "s/k", 1.5)
     retry = client.post("/data", json=record, headers={"Idempotency-Key": "k"})
@@ -78,9 +66,9 @@ def test_a_retry_while_an_attempt_may_still_write_the_old_id_is_503(client, app,
     assert "retry" in retry.get_json()["message"] and stored_ids(app) == []
 
 
-def test_a_retry_of_an_old_key_whose_record_exists_returns_it(client, app, monkeypatch):
+def test_a_retry_of_an_old_key_whose_record_exists_returns_it(client, app, inserts):
     record = {"source": "s", "payload": {"n": 1}}
-    fail_next_insert(monkeypatch, app)
+    inserts.then(crash(0, AutoReconnect("connection reset")))
     client.post("/data", json=record, headers={"Idempotency-Key": "k"})
     [old] = age(app, "s/k", 3)
     with app.app_context():  # the first attempt's write had landed; only its answer was lost
@@ -90,9 +78,9 @@ def test_a_retry_of_an_old_key_whose_record_exists_returns_it(client, app, monke
     assert stored_ids(app) == [str(old)]
 
 
-def test_an_old_partly_stored_batch_keeps_its_stored_ids_and_renews_the_rest(client, app, monkeypatch):
+def test_an_old_partly_stored_batch_keeps_its_stored_ids_and_renews_the_rest(client, app, inserts):
     batch = {"records": [{"source": "s", "payload": {"i": i}} for i in range(5)]}
-    fail_next_insert(monkeypatch, app)
+    inserts.then(crash(0, AutoReconnect("connection reset")))
     assert client.post("/data/batch", json=batch, headers={"Idempotency-Key": "b"}).status_code == 503
     old = age(app, "#batch/b", 3)
     with app.app_context():  # the first attempt had stored two records before its connection dropped
@@ -107,10 +95,10 @@ def test_an_old_partly_stored_batch_keeps_its_stored_ids_and_renews_the_rest(cli
     assert (again.status_code, again.get_json()["ids"]) == (200, ids)
 
 
-def test_two_retries_renewing_at_once_store_one_record(client, app, monkeypatch):
+def test_two_retries_renewing_at_once_store_one_record(client, app, monkeypatch, inserts):
     """The renewal is a conditional update: the retry that loses it is a 503, then finds the winner's id."""
     record = {"source": "s", "payload": {"n": 1}}
-    fail_next_insert(monkeypatch, app)
+    inserts.then(crash(0, AutoReconnect("connection reset")))
     client.post("/data", json=record, headers={"Idempotency-Key": "k"})
     age(app, "s/k", 3)
     with app.app_context():
@@ -139,18 +127,23 @@ def test_a_replay_of_a_stored_batch_is_answered_without_writing(client, app, mon
     assert (replay.status_code, replay.get_json()["ids"]) == (200, first.get_json()["ids"])
 
 
-def test_a_window_that_closes_before_the_write_starts_is_a_503(client, app, monkeypatch):
+def test_a_window_that_closes_before_the_write_starts_is_a_503(client, app, monkeypatch, inserts):
     """The retry sees the window open, then the clock passes its end: no write, retry later."""
     record = {"source": "s", "payload": {"n": 1}}
-    fail_next_insert(monkeypatch, app)
+    inserts.then(crash(0, AutoReconnect("connection reset")))
     assert client.post("/data", json=record, headers={"Idempotency-Key": "k"}).status_code == 503
     with app.app_context():
         store = repository()
-    readings = iter([0.001, -0.001])
-    monkeypatch.setattr(store, "_window_left", lambda reservation: next(readings))
+    [reserved] = store.keys.find_one({"_id": "s/k"})["record_ids"]
+    closes = made_at(reserved) + store.write_window
+    # Read when reserving and when checking what is stored (open), then before writing (closed).
+    store.clock = Clock()
+    open_, closed = closes - timedelta(milliseconds=1), closes + timedelta(milliseconds=1)
+    store.clock.readings = [open_, open_, closed]
     monkeypatch.setattr(store.records, "insert_many", refuse_writes)
     retry = client.post("/data", json=record, headers={"Idempotency-Key": "k"})
     assert retry.status_code == 503 and retry.headers["Retry-After"] == "1"
+    assert store.clock.taken == 3  # the closed reading was the one before writing
     assert stored_ids(app) == []
 
 
