@@ -1,8 +1,7 @@
 """`make bench-slow`: the slow-client scenario (bench/slowclients.py) per server configuration.
 
-Runs it against the image's configuration (two gevent workers, a database), `make
-run`'s (one worker, memory://), and, for the comparison in docs/architecture.md, the
-gthread worker this design replaced. Writes BENCH_RESULTS/slow-clients.json.
+Runs it against the image's configuration (two gthread workers, a database) and `make
+run`'s (one worker, memory://). Writes BENCH_RESULTS/slow-clients.json.
 """
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import machine, run, servers, slowclients, tune
+from bench import machine, run, servers, slowclients
 
 SECONDS = float(os.environ.get("SLOW_SECONDS", "30"))
 
@@ -19,9 +18,8 @@ def configs(uri: str) -> dict[str, dict[str, str]]:
     """name -> environment of the service."""
     database = {"MONGODB_URI": uri, "MONGODB_DATABASE": "bench_slow"}
     return {
-        "image: 2 gevent workers": database,
-        "make run: 1 gevent worker, memory://": {"MONGODB_URI": "memory://"},
-        "before: 2 workers x 4 threads (gthread)": {**database, "GUNICORN_CMD_ARGS": tune.GTHREAD + "4"},
+        "image: 2 workers x 8 threads": database,
+        "make run: 1 worker x 8 threads, memory://": {"MONGODB_URI": "memory://"},
     }
 
 
