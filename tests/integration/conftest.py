@@ -112,9 +112,7 @@ def start_edge(tmp_path):
     started: list[harness.Edge] = []
 
     def start(upstream_port: int) -> harness.Edge:
-        workdir = tmp_path / f"edge{len(started)}"
-        workdir.mkdir()
-        edge = harness.Edge(workdir, upstream_port)
+        edge = harness.Edge(tmp_path / f"edge{len(started)}", upstream_port)
         started.append(edge)
         return edge.start()
 

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import requests
 
+from bench.servers import Edge  # noqa: F401 (the suite's nginx, shared with the benchmarks)
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 FERRETDB_SCRIPT = REPO / "scripts" / "ferretdb.sh"
 FERRETDB_BINARY = REPO / ".tools" / "bin" / "ferretdb"
-NGINX_CONF = REPO / "deploy" / "nginx" / "nginx.conf"
 
 # Figures the fault tests measure, printed in the terminal summary of the run.
 FIGURES: list[str] = []
@@ -197,63 +198,6 @@ def parse_answer(answer: bytes) -> tuple[int, dict, bytes]:
     lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
     return int(lines[0].split()[1]), headers, body
-
-
-def accepts(port: int) -> bool:
-    """True if something listens on the loopback `port`."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-class Edge:
-    """Debian's nginx with the repository's nginx.conf, in front of a loopback port.
-
-    The file is used as deployed; only its two addresses change (a free port to listen
-    on, the upstream's port), so that several pairs can run at once.
-    """
-
-    LISTEN, UPSTREAM = "listen 8080 ", "server 127.0.0.1:8000;"
-
-    def __init__(self, workdir: Path, upstream_port: int):
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / "nginx.log"
-        conf = NGINX_CONF.read_text()
-        assert conf.count(self.LISTEN) == 1 and conf.count(self.UPSTREAM) == 1, "nginx.conf's addresses moved"
-        (workdir / "nginx.conf").write_text(
-            conf.replace(self.LISTEN, f"listen 127.0.0.1:{self.port} ")
-                .replace(self.UPSTREAM, f"server 127.0.0.1:{upstream_port};"))
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 10) -> "Edge":
-        """Start nginx in the foreground and wait until it accepts connections."""
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        # As root, nginx's workers would run as nobody, who cannot enter pytest's directories.
-        directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [nginx, "-p", f"{self.workdir}/", "-e", "stderr", "-c", "nginx.conf", "-g", directives],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if not wait_until(lambda: self.process.poll() is None and accepts(self.port), timeout):
-            self.stop()
-            raise RuntimeError(f"nginx did not start:\n{self.log_path.read_text()}")
-        return self
-
-    def stop(self, timeout: float = 15) -> int | None:
-        """SIGQUIT, nginx's graceful shutdown (SIGKILL only past `timeout`); return the exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(10)
 
 
 class FerretDB:
