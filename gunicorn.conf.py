@@ -36,17 +36,21 @@ KeyStore(_settings.api_keys_file)
 
 bind = _settings.bind
 metrics_port = _settings.metrics_port
-# gevent: a slow or silent client holds a greenlet (memory), not a thread (capacity);
-# service/worker.py bounds how long it may take. Comparison: docs/architecture.md.
-worker_class = "service.worker.Worker"
+# Synchronous views on a thread pool. Slow clients never reach a thread: every deployment
+# puts nginx in front, which buffers whole requests and responses (deploy/nginx/nginx.conf).
+worker_class = "gthread"
+# 8 had the most POST capacity of 1, 4 and 8 (docs/performance.md); override with
+# GUNICORN_CMD_ARGS="--threads N", which gunicorn applies after this file.
+threads = 8
 # The in-memory store lives in one process: every request must reach the same one.
 workers = 1 if _settings.in_memory else _settings.web_concurrency
 worker_connections = _settings.worker_connections
 timeout = _settings.worker_timeout
 graceful_timeout = _settings.graceful_timeout
-# In the gevent worker this is the deadline for each request's headers, counted from
-# when the connection opens or the previous response ends (and the keep-alive idle time).
-keepalive = _settings.client_header_timeout
+# How long an idle keep-alive connection from nginx is kept: longer than nginx keeps it
+# (keepalive_timeout 60s in its upstream block), so nginx, never gunicorn, closes it and a
+# request is never sent on a connection gunicorn is closing.
+keepalive = 65
 # Recycling workers bounds slow leaks; jitter keeps them from restarting together.
 max_requests = _settings.max_requests
 max_requests_jitter = max_requests // 10

@@ -35,7 +35,7 @@ bench-tune: venv $(K6) $(BENCH_VENV)/.installed ## capacity and p99 per gunicorn
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.tune
 	$(BENCH_REPORT)
 
-bench-slow: venv ## 768 slow or silent connections vs 50 req/s of polite traffic, per server configuration
+bench-slow: venv ## 1,024 slow, silent or non-reading connections vs 50 req/s of polite traffic, through nginx + gunicorn
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.slow
 
 bench-report: $(BENCH_VENV)/.installed ## rewrite RESULTS.md and latency.png from the JSON results

@@ -216,7 +216,7 @@ def service_settings() -> dict:
     """
     settings = Settings.from_env({**os.environ, "MONGODB_URI": "mongodb://benchmark",
                                   "CURSOR_SECRET": "-" * 32})
-    return {"worker_class": "gevent", "web_concurrency": settings.web_concurrency,
+    return {"worker_class": "gthread", "web_concurrency": settings.web_concurrency,
             "worker_connections": settings.worker_connections,
             "mongodb_max_pool_size": settings.max_pool_size,
             "mongodb_write_concern": settings.write_concern,

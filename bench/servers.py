@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 FERRETDB_SCRIPT = REPO / "scripts" / "ferretdb.sh"
 FERRETDB_BINARY = REPO / ".tools" / "bin" / "ferretdb"
+NGINX_CONF = REPO / "deploy" / "nginx" / "nginx.conf"
 
 
 def stop_on_sigterm() -> None:
@@ -133,6 +135,72 @@ class Service:
             self.process.wait(10)
 
     def __enter__(self) -> "Service":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+class Edge:
+    """Debian's nginx with the repository's nginx.conf, in front of a loopback port.
+
+    The file is used as deployed; only its two addresses change (a free port to listen
+    on, the upstream's port), so that several pairs can run at once.
+    """
+
+    LISTEN, UPSTREAM = "listen 8080 ", "server 127.0.0.1:8000;"
+
+    def __init__(self, workdir: Path, upstream_port: int):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "nginx.log"
+        conf = NGINX_CONF.read_text()
+        assert conf.count(self.LISTEN) == 1 and conf.count(self.UPSTREAM) == 1, "nginx.conf's addresses moved"
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "nginx.conf").write_text(
+            conf.replace(self.LISTEN, f"listen 127.0.0.1:{self.port} ")
+                .replace(self.UPSTREAM, f"server 127.0.0.1:{upstream_port};"))
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10) -> "Edge":
+        """Start nginx in the foreground and wait until it accepts connections."""
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        # As root, nginx's workers would run as nobody, who cannot enter private directories.
+        directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [nginx, "-p", f"{self.workdir}/", "-e", "stderr", "-c", "nginx.conf", "-g", directives],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not _accepts(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"nginx did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGQUIT, nginx's graceful shutdown (SIGKILL only past `timeout`); return the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+    def __enter__(self) -> "Edge":
         return self.start()
 
     def __exit__(self, *exc) -> None:

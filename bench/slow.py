@@ -1,27 +1,27 @@
 """`make bench-slow`: the slow-client scenario (bench/slowclients.py) per server configuration.
 
-Runs it against the image's configuration (two gevent workers, a database), `make
-run`'s (one worker, memory://), and, for the comparison in docs/architecture.md, the
-gthread worker this design replaced. Writes BENCH_RESULTS/slow-clients.json.
+Runs it against what every deployment runs: nginx (deploy/nginx/nginx.conf) in front of
+gunicorn (two gthread workers, a database). gunicorn alone (`make run`) is a development
+server with no defence against slow clients, and is not measured. Writes
+BENCH_RESULTS/slow-clients.json.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
-from bench import machine, run, servers, slowclients, tune
+from bench import machine, run, servers, slowclients
 
 SECONDS = float(os.environ.get("SLOW_SECONDS", "30"))
 
 
 def configs(uri: str) -> dict[str, dict[str, str]]:
     """name -> environment of the service."""
-    database = {"MONGODB_URI": uri, "MONGODB_DATABASE": "bench_slow"}
+    database = {"MONGODB_URI": uri, "MONGODB_DATABASE": "bench_slow", "CURSOR_SECRET": secrets.token_hex(32)}
     return {
-        "image: 2 gevent workers": database,
-        "make run: 1 gevent worker, memory://": {"MONGODB_URI": "memory://"},
-        "before: 2 workers x 4 threads (gthread)": {**database, "GUNICORN_CMD_ARGS": tune.GTHREAD + "4"},
+        "nginx + gunicorn, 2 workers x 8 threads": database,
     }
 
 
@@ -34,12 +34,12 @@ def main() -> None:
             tempfile.TemporaryDirectory(prefix="slow-") as workdir:
         for n, (name, env) in enumerate(configs(uri).items()):
             service = servers.Service(Path(workdir) / str(n), env)
-            if env["MONGODB_URI"] != "memory://":
-                service.init_db()
-            with service:
+            service.init_db()
+            with service, servers.Edge(Path(workdir) / f"{n}-edge", service.port) as edge:
                 load = [round(v, 2) for v in os.getloadavg()]
-                figures = slowclients.run(service.url, seconds=SECONDS).summary()
-            results.append({"name": name, "env": env, "load_average_at_start": load, **figures})
+                figures = slowclients.run(edge.url, seconds=SECONDS).summary()
+            shown = {k: v for k, v in env.items() if k != "CURSOR_SECRET"}
+            results.append({"name": name, "env": shown, "load_average_at_start": load, **figures})
             print(f"slow: {name}: {figures['all']}", flush=True)
     result = {"kind": "slow-clients", **machine.provenance("bench-slow"),
               "server": server, "seconds": SECONDS, "configs": results}

@@ -1,8 +1,9 @@
 """Hostile clients against a live server, while a polite one measures what others still get.
 
 Opens HEADER_TRICKLERS connections that send request headers one byte at a time,
-BODY_TRICKLERS that send complete headers and then the body one byte at a time, and
-SILENT ones that never send a byte; each reopens as soon as the server closes it, so
+BODY_TRICKLERS that send complete headers and then the body one byte at a time,
+SILENT ones that never send a byte, and NON_READERS that ask for a page of 1,000
+records and never read the answer; each reopens as soon as the server closes it, so
 the pressure lasts the whole run. Meanwhile a second client sends RATE requests per
 second, open loop, spread evenly over GET /healthz, POST /data and GET /data, each on
 a new connection, and records the latency of each and whether it succeeded.
@@ -24,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-HEADER_TRICKLERS = BODY_TRICKLERS = SILENT = 256
+HEADER_TRICKLERS = BODY_TRICKLERS = SILENT = NON_READERS = 256
 RATE = 50
 REQUEST_TIMEOUT = 5.0
 TRICKLE_INTERVAL = 1.0
@@ -34,6 +35,10 @@ _BODY = b'{"source": "slowclients", "payload": {"n": 1}}'
 # GET /data reads one page of a source of its own, so that its cost does not grow with the
 # records the POSTs add (mongomock, behind `make run`, scans).
 READ_SOURCE, PAGE = "slowclients-read", 10
+# What the non-readers ask for: a page of BIG_PAGE records (about 100 KB of JSON).
+BIG_SOURCE, BIG_PAGE = "slowclients-big", 1000
+_UNREAD_REQUEST = (b"GET /data?source=%s&limit=%d HTTP/1.1\r\nHost: x\r\n\r\n"
+                   % (BIG_SOURCE.encode(), BIG_PAGE))
 _TRICKLED_BODY_HEAD = (b"POST /data HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                        b"Content-Length: %d\r\n\r\n" % (len(_BODY) * 10))
 
@@ -90,6 +95,12 @@ async def _hostile(host: str, port: int, kind: str, until: float, figures: Figur
 
 async def _trickle(reader, writer, kind: str, until: float) -> None:
     """Send one byte per TRICKLE_INTERVAL (nothing if silent) until the server answers or closes."""
+    if kind == "unread":
+        writer.write(_UNREAD_REQUEST)
+        await writer.drain()
+        # Never read, never close: the answer waits on the server's side until the run ends.
+        await asyncio.sleep(max(0.0, until - time.monotonic()))
+        return
     if kind == "body":
         writer.write(_TRICKLED_BODY_HEAD)
     data = _TRICKLED_HEADERS if kind == "header" else _BODY * 10
@@ -114,14 +125,20 @@ def _request(name: str, host: str) -> bytes:
     return b"GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host.encode())
 
 
+def _post(url: str, body: dict) -> None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as answer:  # nosec B310: loopback
+        answer.read()
+
+
 def _seed(url: str) -> None:
-    """Store the page GET /data reads: PAGE records of a source the POSTs never write."""
+    """Store the pages the clients read: PAGE small records and BIG_PAGE for the non-readers, each
+    of a source the POSTs never write."""
     for n in range(PAGE):
-        request = urllib.request.Request(
-            f"{url}/data", data=json.dumps({"source": READ_SOURCE, "payload": {"n": n}}).encode(),
-            headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as answer:  # nosec B310: loopback
-            answer.read()
+        _post(f"{url}/data", {"source": READ_SOURCE, "payload": {"n": n}})
+    big = [{"source": BIG_SOURCE, "payload": {"n": n}} for n in range(BIG_PAGE)]
+    _post(f"{url}/data/batch", {"records": big})
 
 
 async def _polite(host: str, port: int, name: str, figures: Figures) -> None:
@@ -158,21 +175,22 @@ async def _polite_load(host: str, port: int, seconds: float, rate: int, figures:
     await asyncio.gather(*polite)
 
 
-async def _hostile_load(host: str, port: int, seconds: float, counts: tuple[int, int, int]) -> int:
+async def _hostile_load(host: str, port: int, seconds: float, counts: tuple[int, ...]) -> int:
     figures, until = Figures(), time.monotonic() + seconds
     await asyncio.gather(*(_hostile(host, port, kind, until, figures)
-                           for kind, count in zip(("header", "body", "silent"), counts)
+                           for kind, count in zip(("header", "body", "silent", "unread"), counts)
                            for _ in range(count)))
     return figures.hostile_connections
 
 
-def _hostile_process(host: str, port: int, seconds: float, counts: tuple[int, int, int], opened) -> None:
+def _hostile_process(host: str, port: int, seconds: float, counts: tuple[int, ...], opened) -> None:
     opened.value = asyncio.run(_hostile_load(host, port, seconds, counts))
 
 
 def run(url: str, seconds: float = 30.0, rate: int = RATE, settle: float = 3.0,
-        counts: tuple[int, int, int] = (HEADER_TRICKLERS, BODY_TRICKLERS, SILENT)) -> Figures:
-    """The whole scenario; the polite client starts once the hostile connections are open.
+        counts: tuple[int, ...] = (HEADER_TRICKLERS, BODY_TRICKLERS, SILENT, NON_READERS)) -> Figures:
+    """The whole scenario; the polite client starts once the hostile connections are open
+    and the app has computed the pages the non-readers will never read.
 
     The hostile connections live in a process of their own, so that their bookkeeping
     never delays the polite client's event loop (which would count as server latency).
@@ -189,6 +207,7 @@ def run(url: str, seconds: float = 30.0, rate: int = RATE, settle: float = 3.0,
     hostile.start()
     try:
         time.sleep(settle)
+        _wait_until_served(url, settle + seconds)
         figures = Figures()
         asyncio.run(_polite_load(host, port, seconds, rate, figures))
     finally:
@@ -197,6 +216,21 @@ def run(url: str, seconds: float = 30.0, rate: int = RATE, settle: float = 3.0,
             hostile.kill()
     figures.hostile_connections = opened.value
     return figures
+
+
+def _wait_until_served(url: str, most: float) -> None:
+    """Wait (at most `most` seconds) until /healthz answers within 50 ms five times in a row:
+    the pages the non-readers asked for are then computed, and only their unread answers remain."""
+    deadline, fast = time.monotonic() + most, 0
+    while fast < 5 and time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=REQUEST_TIMEOUT) as answer:  # nosec B310
+                answer.read()
+            fast = fast + 1 if time.perf_counter() - started < 0.05 else 0
+        except OSError:
+            fast = 0
+        time.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:

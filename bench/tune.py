@@ -16,18 +16,16 @@ from pathlib import Path
 
 from bench import k6, preload, run, servers
 
-# name -> environment of the service; the first is the production default (gevent, from
-# gunicorn.conf.py). The gthread rows are the design this one replaced, selected through
-# gunicorn's own GUNICORN_CMD_ARGS, for the comparison in docs/architecture.md.
-GTHREAD = "--worker-class gthread --threads "
+# name -> environment of the service; the first is the production default (from
+# gunicorn.conf.py); thread counts are set through gunicorn's own GUNICORN_CMD_ARGS.
+THREADS = "--threads "
 CONFIGS = {
-    "2 gevent workers, pool 20 (default)": {},
-    "1 gevent worker": {"WEB_CONCURRENCY": "1"},
-    "3 gevent workers": {"WEB_CONCURRENCY": "3"},
-    "2 gevent workers, pool 2": {"MONGODB_MAX_POOL_SIZE": "2"},
-    "2 workers x 4 threads (gthread, before)": {"GUNICORN_CMD_ARGS": GTHREAD + "4"},
-    "2 workers x 8 threads (gthread)": {"GUNICORN_CMD_ARGS": GTHREAD + "8"},
-    "2 workers x 1 thread (gthread, sync-like)": {"GUNICORN_CMD_ARGS": GTHREAD + "1"},
+    "2 workers x 8 threads, pool 20 (default)": {},
+    "1 worker x 8 threads": {"WEB_CONCURRENCY": "1"},
+    "3 workers x 8 threads": {"WEB_CONCURRENCY": "3"},
+    "2 workers x 8 threads, pool 2": {"MONGODB_MAX_POOL_SIZE": "2"},
+    "2 workers x 4 threads": {"GUNICORN_CMD_ARGS": THREADS + "4"},
+    "2 workers x 1 thread (sync-like)": {"GUNICORN_CMD_ARGS": THREADS + "1"},
 }
 
 

@@ -7,9 +7,10 @@
 #     scripts/locks/ into a virtualenv of its own: checkov's dependency pins
 #     conflict with the project's dev requirements, and neither belongs to the
 #     service.
-#   - podman (with runc) and mmdebstrap, from the distribution's packages (apt-get,
-#     as root or through sudo): the container engine of `make test-container` and of
-#     podman-compose, and the maker of its stand-in base image.
+#   - podman (with runc), mmdebstrap and nginx, from the distribution's packages
+#     (apt-get, as root or through sudo): the container engine of `make test-container`
+#     and of podman-compose, the maker of its stand-in base image, and the HTTP edge
+#     that `make lint` checks (nginx -t) and the integration suite runs.
 # Usage: scripts/install-tools.sh [TOOL...]   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,13 +68,14 @@ install() {
     podman-compose) apt_tool podman runc; python_tool podman-compose ;;
     podman) apt_tool podman runc ;;
     mmdebstrap) apt_tool mmdebstrap ;;
+    nginx) apt_tool nginx ;;
     *) echo "install-tools: unknown tool $1" >&2; exit 2 ;;
   esac
 }
 
 mkdir -p "$TOOLS/bin" "$TOOLS/versions"
 if [[ $# -eq 0 ]]; then
-  set -- kustomize kube-score actionlint checkov podman-compose
+  set -- kustomize kube-score actionlint checkov podman-compose nginx
 fi
 for tool in "$@"; do
   install "$tool"

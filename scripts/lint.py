@@ -6,6 +6,7 @@ the run ends with a summary. Python tools come from the project virtualenv
 which this script runs first. Nothing here needs the network.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ COMPOSE_FILES = (ROOT / "compose.yaml", ROOT / "deploy" / "sharded-cluster" / "c
 RENDERED = ROOT / ".cache" / "lint"
 OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
 KUBE_SCORE_CONFIG = ROOT / "deploy" / "kube-score.yaml"
+NGINX_CONF = ROOT / "deploy" / "nginx" / "nginx.conf"
 WORKFLOWS = ROOT / ".github" / "workflows"
 # The version the CI kind cluster runs, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.35.0", "1.37.0")
@@ -91,8 +93,8 @@ def check_manifests(rendered, results):
 
 
 def check_container(results):
-    """hadolint, compose.yaml as a compose implementation reads it, and the two ignore
-    files that must not drift apart."""
+    """hadolint, compose.yaml as a compose implementation reads it, the nginx edge's
+    configuration, and the two ignore files that must not drift apart."""
     results.append(("hadolint", run(
         "hadolint", [ROOT / "Containerfile"], [VENV_BIN / "hadolint", "Containerfile"])))
     # Parses, merges and interpolates each file and checks dependency conditions; it does
@@ -101,6 +103,12 @@ def check_container(results):
     for compose in COMPOSE_FILES:
         results.append((f"podman-compose config {rel([compose])[0]}", run(
             "podman-compose config", [compose], [PODMAN_COMPOSE, "--file", compose, "config", "--quiet"])))
+    # A scratch prefix for the file's relative paths; nginx reads -c relative to it.
+    prefix = RENDERED / "nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    results.append(("nginx -t", run("nginx -t", [NGINX_CONF], [
+        nginx, "-t", "-q", "-e", "stderr", "-p", f"{prefix}/", "-c", os.path.relpath(NGINX_CONF, prefix)])))
     ignores = [ROOT / ".containerignore", ROOT / ".dockerignore"]
     same = ignores[0].read_bytes() == ignores[1].read_bytes()
     print(f"\n==> ignore files identical: {', '.join(rel(ignores))}\n    {'ok' if same else 'FAILED'}")

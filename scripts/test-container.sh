@@ -6,11 +6,13 @@
 #      scripts/install-tools.sh when missing);
 #   2. the base: the pinned python:3.12-slim of the Containerfile when it can be pulled,
 #      else a Debian 12 base made here with mmdebstrap (Python 3.11) passed as BASE_IMAGE;
-#   3. the build, timed, and the image size;
-#   4. scripts/integration.sh with CONTAINER_IMAGE set: FerretDB (unless MONGODB_URI is
+#   3. the edge: the pinned nginx image of compose.yaml when it can be pulled, else a
+#      stand-in made the same way with Debian's nginx (the same deploy/nginx/nginx.conf);
+#   4. the build, timed, and the image size;
+#   5. scripts/integration.sh with CONTAINER_IMAGE set: FerretDB (unless MONGODB_URI is
 #      set), `init-db` run from the image, the black-box suite against the container, and
 #      the image checks of tests/integration/test_container.py;
-#   5. every container and image made here is deleted, whatever happened.
+#   6. every container and image made here is deleted, whatever happened.
 #
 # Environment: TEST_ENGINE=docker|podman forces an engine; CONTAINER_BUILD_CA=FILE
 # lends a CA bundle to the build's pip (default: the host pip's own PIP_CERT,
@@ -26,6 +28,8 @@ readonly LOCAL_BASE="localhost/data-ingest-test-base:$RUN_ID"
 readonly PULL_TIMEOUT_S=120
 PINNED_BASE=$(sed -n 's/^FROM \([^ ]*\) AS python-pinned$/\1/p' Containerfile)
 readonly PINNED_BASE
+PINNED_EDGE=$(sed -n 's/^ *image: \(docker.io\/nginxinc\/[^ ]*\)$/\1/p' compose.yaml)
+readonly PINNED_EDGE
 WORK=$(mktemp -d)
 readonly WORK
 
@@ -84,22 +88,45 @@ host_mirror() {
     grep -m1 "/$suffix/\{0,1\}\$" <<<"${uris// /$'\n'}" || echo "$fallback"
 }
 
-make_local_base() {
-    local main security started=$SECONDS
+# debian_image IMAGE PACKAGES [--change ...]: a Debian 12 minbase with PACKAGES, made here
+# with mmdebstrap from the host's mirror and imported as IMAGE.
+debian_image() {
+    local image=$1 packages=$2 main security
+    shift 2
     main=${DEBIAN_MIRROR:-$(host_mirror debian http://deb.debian.org/debian)}
     security=$(host_mirror debian-security http://deb.debian.org/debian-security)
     scripts/install-tools.sh mmdebstrap
-    say "making a Debian 12 base with mmdebstrap from $main"
-    # python-is-python3: the Containerfile calls `python`, as the official image provides.
-    as_root mmdebstrap --quiet --variant=minbase \
-        --include=python3,python3-venv,ca-certificates,python-is-python3 \
+    say "making $image (Debian 12 minbase with $packages) with mmdebstrap from $main"
+    as_root mmdebstrap --quiet --variant=minbase --include="$packages" \
         bookworm "$WORK/base.tar" \
         "deb $main bookworm main" "deb $main bookworm-updates main" "deb $security bookworm-security main"
-    engine import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        "$WORK/base.tar" "$LOCAL_BASE" >/dev/null
-    REMOVE_IMAGES+=("$LOCAL_BASE")
+    engine import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' "$@" \
+        "$WORK/base.tar" "$image" >/dev/null
+    REMOVE_IMAGES+=("$image")
     rm -f "$WORK/base.tar"
+}
+
+make_local_base() {
+    local started=$SECONDS
+    # python-is-python3: the Containerfile calls `python`, as the official image provides.
+    debian_image "$LOCAL_BASE" python3,python3-venv,ca-certificates,python-is-python3
     BASE_SECONDS=$((SECONDS - started))
+}
+
+# The edge: the pinned nginx image of compose.yaml when it can be pulled, else a stand-in
+# with Debian's nginx; either runs deploy/nginx/nginx.conf in front of the image under test.
+choose_edge() {
+    [[ -n "$PINNED_EDGE" ]] || die "no nginx image line in compose.yaml"
+    if timeout "$PULL_TIMEOUT_S" "${ENGINE[@]}" pull -q "$PINNED_EDGE" >/dev/null 2>"$WORK/pull.log"; then
+        EDGE_IMAGE=$PINNED_EDGE
+        EDGE_USED="$PINNED_EDGE (pulled)"
+        REMOVE_IMAGES+=("$PINNED_EDGE")
+        return
+    fi
+    say "the pinned nginx image cannot be pulled: $(tail -n 1 "$WORK/pull.log")"
+    EDGE_IMAGE="localhost/data-ingest-test-edge:$RUN_ID"
+    debian_image "$EDGE_IMAGE" nginx --change 'STOPSIGNAL SIGQUIT'
+    EDGE_USED="$EDGE_IMAGE: Debian 12 nginx made here (NOT the pinned $PINNED_EDGE)"
 }
 
 choose_base() {
@@ -162,15 +189,17 @@ trap cleanup EXIT
 started=$SECONDS
 choose_engine
 choose_base
+choose_edge
 lend_ca_to_build
 build
 say "image $IMAGE: $((IMAGE_BYTES / 1000000)) MB, built in ${BUILD_SECONDS}s"
 tests_started=$SECONDS
 # Quoted for the suite, which splits them as a shell would (shlex).
-CONTAINER_IMAGE="$IMAGE" CONTAINER_ENGINE=$(printf '%q ' "${ENGINE[@]}") \
+CONTAINER_IMAGE="$IMAGE" CONTAINER_EDGE_IMAGE="$EDGE_IMAGE" CONTAINER_ENGINE=$(printf '%q ' "${ENGINE[@]}") \
     CONTAINER_RUN_OPTIONS=$(printf '%q ' "${RUN_OPTIONS[@]}") CONTAINER_COMPOSE=$(printf '%q ' "${COMPOSE[@]}") \
     scripts/integration.sh -m "blackbox or container" "$@"
 say "engine:  ${ENGINE[*]}"
 say "base:    $BASE_USED"
+say "edge:    $EDGE_USED"
 say "build:   ${BUILD_SECONDS}s; image size $((IMAGE_BYTES / 1000000)) MB ($IMAGE_BYTES bytes)"
 say "tests:   $((SECONDS - tests_started))s; total $((SECONDS - started))s"

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from flask import Flask
 
-from . import auth, cli, cursor, db, errors, headers, logs, metrics, refusals
+from . import auth, cli, cursor, db, errors, headers, logs, metrics
 from .api import data, docs, health
 from .config import Settings
 from .jsonprovider import OrjsonProvider
@@ -50,7 +50,6 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     """Logging and request ids first, so every later hook and log line has the id."""
     logs.init_app(app, settings.log_level)
     app_metrics = metrics.init_app(app)
-    refusals.init_app(app)
     headers.init_app(app, settings.cors_origins)
     auth.init_app(app, settings.api_keys_file)
     db.init_app(app, settings, listeners=[metrics.CommandMetrics(app_metrics)])

@@ -156,11 +156,6 @@ class Settings:
                                    "gunicorn worker processes (1 with memory://)")
     worker_connections: int = setting("GUNICORN_WORKER_CONNECTIONS", _integer(1, 10_000), "1000",
                                       "connections one worker process holds at once")
-    client_header_timeout: int = setting("CLIENT_HEADER_TIMEOUT", _integer(1, 300), "5",
-                                         "seconds a client has to send a request's headers (and to idle "
-                                         "between requests)")
-    client_body_timeout: int = setting("CLIENT_BODY_TIMEOUT", _integer(1, 300), "10",
-                                       "seconds a client has to send a request's body (then cut off)")
     worker_timeout: int = setting("GUNICORN_TIMEOUT", _integer(1, 600), "30",
                                   "seconds before a silent worker is restarted")
     graceful_timeout: int = setting("GUNICORN_GRACEFUL_TIMEOUT", _integer(1, 600), "25",

@@ -35,9 +35,6 @@ class Metrics:
                                 registry=registry)
         self.latency = Histogram("http_request_duration_seconds", "Time to answer a request.",
                                  labels, buckets=BUCKETS, registry=registry)
-        self.slow_clients = Counter("http_slow_clients_total",
-                                    "Connections closed because the request body was too slow.",
-                                    registry=registry)
         self.in_flight = Gauge("http_requests_in_flight", "Requests being served.",
                                multiprocess_mode="livesum", registry=registry)
         self.db_latency = Histogram("mongodb_command_duration_seconds", "MongoDB command time.",

@@ -106,6 +106,21 @@ def start_service(tmp_path):
         server.stop()
 
 
+@pytest.fixture
+def start_edge(tmp_path):
+    """Put nginx, configured as deployed, in front of a loopback port; stopped after the test."""
+    started: list[harness.Edge] = []
+
+    def start(upstream_port: int) -> harness.Edge:
+        edge = harness.Edge(tmp_path / f"edge{len(started)}", upstream_port)
+        started.append(edge)
+        return edge.start()
+
+    yield start
+    for edge in started:
+        edge.stop()
+
+
 @pytest.fixture(scope="session")
 def service_container(mongodb_uri, database_name):
     """The image under test, after running its own `init-db` as the compose job does."""

@@ -2,6 +2,7 @@
 
 `scripts/test-container.sh` builds the image and sets:
   CONTAINER_IMAGE          the image under test
+  CONTAINER_EDGE_IMAGE     the nginx image in front of it (pinned, or a Debian stand-in)
   CONTAINER_ENGINE         the engine command with its global options, e.g. "docker" or
                            "podman --runtime /usr/sbin/runc --cgroup-manager=cgroupfs"
   CONTAINER_RUN_OPTIONS    extra `run` options this engine needs (ulimits, a cleanup label)
@@ -14,7 +15,7 @@ import os
 import shlex
 import subprocess
 
-from .harness import CURSOR_SECRET, REPO, answers, free_port, unique, wait_until
+from .harness import CURSOR_SECRET, REPO, Edge, answers, free_port, unique, wait_until
 
 # compose.yaml's `read_only`, `tmpfs`, `cap_drop`, `security_opt` and the Deployment's
 # securityContext, as run options; the user is the image's own (USER 10001:10001).
@@ -145,6 +146,37 @@ class ServiceContainer:
 
     def remove(self) -> None:
         """Stop as compose does (SIGTERM, SIGKILL after a grace period) and delete the container."""
+        engine("stop", "-t", "30", self.name, check=False, timeout=90)
+        engine("rm", "--force", self.name, check=False)
+
+
+class EdgeContainer:
+    """The edge image with deploy/nginx/nginx.conf (its two addresses rewritten, as for the
+    suite's own nginx), on the host network in front of a loopback port, hardened as the
+    pod's sidecar: read-only root, /tmp a tmpfs, no capabilities, a non-root user."""
+
+    CONF = "/etc/nginx/edge/nginx.conf"
+
+    def __init__(self, workdir, upstream_port: int):
+        self.name = unique("data-ingest-test-edge")
+        edge = Edge(workdir, upstream_port)
+        self.conf, self.port, self.url = edge.workdir / "nginx.conf", edge.port, edge.url
+        self.conf.chmod(0o644)
+
+    def start(self, timeout: float = 30) -> "EdgeContainer":
+        """Start detached and wait until a request reaches the app through it."""
+        options = [*HARDENING, "--network", "host", "--user", "10002:10001",
+                   *shlex.split(os.environ.get("CONTAINER_RUN_OPTIONS", "")),
+                   "-v", f"{self.conf}:{self.CONF}:ro"]
+        engine("run", "--detach", "--name", self.name, *options, os.environ["CONTAINER_EDGE_IMAGE"],
+               "nginx", "-p", "/tmp/", "-e", "stderr", "-c", self.CONF, "-g", "daemon off;")
+        if not wait_until(lambda: answers(f"{self.url}/healthz"), timeout):
+            logs = engine("logs", self.name, check=False)
+            raise RuntimeError(f"the edge did not answer:\n{logs.stdout}{logs.stderr}")
+        return self
+
+    def remove(self) -> None:
+        """Stop as compose does (SIGQUIT, the image's stop signal) and delete the container."""
         engine("stop", "-t", "30", self.name, check=False, timeout=90)
         engine("rm", "--force", self.name, check=False)
 

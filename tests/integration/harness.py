@@ -15,6 +15,8 @@ from pathlib import Path
 
 import requests
 
+from bench.servers import Edge  # noqa: F401 (the suite's nginx, shared with the benchmarks)
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
 FERRETDB_SCRIPT = REPO / "scripts" / "ferretdb.sh"
@@ -178,6 +180,24 @@ class ServiceProcess:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def raw_exchange(url: str, data: bytes, timeout: float = 20.0) -> tuple[bytes, float]:
+    """Send `data`, read until the server closes; return what it answered and how long it took."""
+    host, port = url.split("//")[1].split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    return answer, time.monotonic() - started
+
+
+def parse_answer(answer: bytes) -> tuple[int, dict, bytes]:
+    """Status, headers (lower-case names, the last of each) and body of a raw HTTP/1.1 answer."""
+    head, body = answer.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
 
 
 class FerretDB:

@@ -164,3 +164,16 @@ def test_compose_runs_init_db_then_the_api_with_its_hardening(mongodb_uri, datab
     finally:
         down = compose("down")
     assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_the_edge_image_fronts_the_app_image_and_answers_its_refusals_in_json(service_container, tmp_path):
+    edge = container.EdgeContainer(tmp_path, service_container.port).start()
+    try:
+        through = requests.get(f"{edge.url}/healthz", headers={"X-Request-ID": "pair-1"}, timeout=5)
+        refused = requests.post(f"{edge.url}/data", data=b"x" * (2**20 + 1),
+                                headers={"Content-Type": "application/json"}, timeout=10)
+    finally:
+        edge.remove()
+    assert through.status_code == 200 and through.headers["X-Request-ID"] == "pair-1"
+    assert refused.status_code == 413 and refused.json()["code"] == 413
+    assert refused.headers["X-Content-Type-Options"] == "nosniff"

@@ -34,8 +34,8 @@ def load(monkeypatch, tmp_path):
 
 def test_production_settings(load):
     conf = load(MONGODB_URI="mongodb://db", CURSOR_SECRET="s" * 32, WEB_CONCURRENCY="3", BIND="0.0.0.0:8000")
-    assert (conf.workers, conf.worker_class, conf.bind) == (3, "service.worker.Worker", "0.0.0.0:8000")
-    assert (conf.worker_connections, conf.keepalive) == (1000, 5)
+    assert (conf.workers, conf.worker_class, conf.threads, conf.bind) == (3, "gthread", 8, "0.0.0.0:8000")
+    assert conf.worker_connections == 1000
     assert conf.graceful_timeout < conf.timeout
 
 
