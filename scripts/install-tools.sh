@@ -8,8 +8,11 @@
 #     conflict with the project's dev requirements, and neither belongs to the
 #     service.
 #   - podman (with runc) and mmdebstrap, from the distribution's packages (apt-get,
-#     as root or through sudo): the container engine of `make test-container` and of
-#     podman-compose, and the maker of its stand-in base image.
+#     as root or through sudo), each only when its command is missing: the container
+#     engine of `make test-container` and the maker of its stand-in base image. A
+#     runner's own engine is never touched: its podman need not be a package dpkg
+#     knows, and its runc may come from containerd.io, which conflicts with the
+#     runc package.
 # Usage: scripts/install-tools.sh [TOOL...]   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,9 +56,14 @@ python_tool() {
   echo "$digest" >"$stamp"
 }
 
-# apt_tool PACKAGE...: install the Debian packages that are missing.
+# apt_tool COMMAND...: install the Debian package of each command that is missing
+# (here every command's package has the command's name).
 apt_tool() {
-  scripts/apt-install.sh "$@"
+  local missing=() command
+  for command in "$@"; do
+    command -v "$command" >/dev/null || missing+=("$command")
+  done
+  ((${#missing[@]} == 0)) || scripts/apt-install.sh "${missing[@]}"
 }
 
 install() {
@@ -64,7 +72,7 @@ install() {
     kube-score) go_tool kube-score "$KUBE_SCORE" ;;
     actionlint) go_tool actionlint "$ACTIONLINT" ;;
     checkov) python_tool checkov ;;
-    podman-compose) apt_tool podman runc; python_tool podman-compose ;;
+    podman-compose) python_tool podman-compose ;;
     podman) apt_tool podman runc ;;
     mmdebstrap) apt_tool mmdebstrap ;;
     *) echo "install-tools: unknown tool $1" >&2; exit 2 ;;

@@ -90,17 +90,29 @@ def check_manifests(rendered, results):
         show=lambda line: not line.startswith(("[OK]", "[SKIPPED]")))))
 
 
+def compose_command():
+    """Docker Compose where it is installed (what the workflows run), else podman-compose.
+
+    Both only read the files here, so no container engine is needed or installed: on a
+    runner, installing podman would pull in a runc that conflicts with Docker's.
+    """
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return "docker compose", [docker, "compose"]
+    return "podman-compose", [PODMAN_COMPOSE, "--dry-run"]
+
+
 def check_container(results):
     """hadolint, compose.yaml as a compose implementation reads it, and the two ignore
     files that must not drift apart."""
     results.append(("hadolint", run(
         "hadolint", [ROOT / "Containerfile"], [VENV_BIN / "hadolint", "Containerfile"])))
-    # Parses, merges and interpolates each file and checks dependency conditions; it does
-    # not validate keys against the compose specification. compose.test.yaml needs the
-    # values `make test-container` gives it, and runs there.
+    # Parses, merges and interpolates each file and checks dependency conditions.
+    # compose.test.yaml needs the values `make test-container` gives it, and runs there.
+    name, compose_argv = compose_command()
     for compose in COMPOSE_FILES:
-        results.append((f"podman-compose config {rel([compose])[0]}", run(
-            "podman-compose config", [compose], [PODMAN_COMPOSE, "--file", compose, "config", "--quiet"])))
+        results.append((f"{name} config {rel([compose])[0]}", run(
+            f"{name} config", [compose], [*compose_argv, "--file", compose, "config", "--quiet"])))
     ignores = [ROOT / ".containerignore", ROOT / ".dockerignore"]
     same = ignores[0].read_bytes() == ignores[1].read_bytes()
     print(f"\n==> ignore files identical: {', '.join(rel(ignores))}\n    {'ok' if same else 'FAILED'}")
