@@ -72,6 +72,23 @@ def render_overlays(results):
     return rendered
 
 
+def compare_kubectl_kustomize(rendered, results):
+    """kubectl's built-in kustomize must render each overlay as the pinned one does, so
+    `kubectl apply -k` and the workflows apply the same objects."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        print("\n==> kubectl kustomize: skipped, no kubectl on PATH")
+        return
+    version = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True)
+    print(f"\n==> kubectl kustomize = pinned kustomize ({' '.join(version.stdout.split())})")
+    for target in rendered:
+        overlay = OVERLAYS / target.stem
+        built = subprocess.run([kubectl, "kustomize", overlay], capture_output=True, text=True)
+        same = built.returncode == 0 and built.stdout == target.read_text()
+        print(f"    {rel([overlay])[0]}: {'same' if same else 'DIFFERENT'}")
+        results.append((f"kubectl kustomize {target.stem}", same))
+
+
 def check_manifests(rendered, results):
     """Schema-validate and score the rendered manifests."""
     examples = find(["*.example.yaml"], ROOT / "deploy")
@@ -165,6 +182,7 @@ def main():
         sys.exit("lint: could not install the tools")
     results = []
     rendered = render_overlays(results)
+    compare_kubectl_kustomize(rendered, results)
     check_manifests(rendered, results)
     check_container(results)
     check_workflows(results)
