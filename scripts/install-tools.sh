@@ -8,9 +8,12 @@
 #     conflict with the project's dev requirements, and neither belongs to the
 #     service.
 #   - podman (with runc), mmdebstrap and nginx, from the distribution's packages
-#     (apt-get, as root or through sudo): the container engine of `make test-container`
-#     and of podman-compose, the maker of its stand-in base image, and the HTTP edge
-#     that `make lint` checks (nginx -t) and the integration suite runs.
+#     (apt-get, as root or through sudo), each only when its command is missing: the
+#     container engine of `make test-container`, the maker of its stand-in base image,
+#     and the HTTP edge that `make lint` checks (nginx -t) and the integration suite
+#     runs. A runner's own engine is never touched: its podman need not be a package
+#     dpkg knows, and its runc may come from containerd.io, which conflicts with the
+#     runc package.
 # Usage: scripts/install-tools.sh [TOOL...]   (default: all of them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,9 +57,14 @@ python_tool() {
   echo "$digest" >"$stamp"
 }
 
-# apt_tool PACKAGE...: install the Debian packages that are missing.
+# apt_tool COMMAND...: install the Debian package of each command that is missing
+# (here every command's package has the command's name).
 apt_tool() {
-  scripts/apt-install.sh "$@"
+  local missing=() command
+  for command in "$@"; do
+    command -v "$command" >/dev/null || missing+=("$command")
+  done
+  ((${#missing[@]} == 0)) || scripts/apt-install.sh "${missing[@]}"
 }
 
 install() {
@@ -65,7 +73,7 @@ install() {
     kube-score) go_tool kube-score "$KUBE_SCORE" ;;
     actionlint) go_tool actionlint "$ACTIONLINT" ;;
     checkov) python_tool checkov ;;
-    podman-compose) apt_tool podman runc; python_tool podman-compose ;;
+    podman-compose) python_tool podman-compose ;;
     podman) apt_tool podman runc ;;
     mmdebstrap) apt_tool mmdebstrap ;;
     nginx) apt_tool nginx ;;

@@ -74,6 +74,23 @@ def render_overlays(results):
     return rendered
 
 
+def compare_kubectl_kustomize(rendered, results):
+    """kubectl's built-in kustomize must render each overlay as the pinned one does, so
+    `kubectl apply -k` and the workflows apply the same objects."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        print("\n==> kubectl kustomize: skipped, no kubectl on PATH")
+        return
+    version = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True)
+    print(f"\n==> kubectl kustomize = pinned kustomize ({' '.join(version.stdout.split())})")
+    for target in rendered:
+        overlay = OVERLAYS / target.stem
+        built = subprocess.run([kubectl, "kustomize", overlay], capture_output=True, text=True)
+        same = built.returncode == 0 and built.stdout == target.read_text()
+        print(f"    {rel([overlay])[0]}: {'same' if same else 'DIFFERENT'}")
+        results.append((f"kubectl kustomize {target.stem}", same))
+
+
 def check_manifests(rendered, results):
     """Schema-validate and score the rendered manifests."""
     examples = find(["*.example.yaml"], ROOT / "deploy")
@@ -92,17 +109,29 @@ def check_manifests(rendered, results):
         show=lambda line: not line.startswith(("[OK]", "[SKIPPED]")))))
 
 
+def compose_command():
+    """Docker Compose where it is installed (what the workflows run), else podman-compose.
+
+    Both only read the files here, so no container engine is needed or installed: on a
+    runner, installing podman would pull in a runc that conflicts with Docker's.
+    """
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return "docker compose", [docker, "compose"]
+    return "podman-compose", [PODMAN_COMPOSE, "--dry-run"]
+
+
 def check_container(results):
     """hadolint, compose.yaml as a compose implementation reads it, the nginx edge's
     configuration, and the two ignore files that must not drift apart."""
     results.append(("hadolint", run(
         "hadolint", [ROOT / "Containerfile"], [VENV_BIN / "hadolint", "Containerfile"])))
-    # Parses, merges and interpolates each file and checks dependency conditions; it does
-    # not validate keys against the compose specification. compose.test.yaml needs the
-    # values `make test-container` gives it, and runs there.
+    # Parses, merges and interpolates each file and checks dependency conditions.
+    # compose.test.yaml needs the values `make test-container` gives it, and runs there.
+    name, compose_argv = compose_command()
     for compose in COMPOSE_FILES:
-        results.append((f"podman-compose config {rel([compose])[0]}", run(
-            "podman-compose config", [compose], [PODMAN_COMPOSE, "--file", compose, "config", "--quiet"])))
+        results.append((f"{name} config {rel([compose])[0]}", run(
+            f"{name} config", [compose], [*compose_argv, "--file", compose, "config", "--quiet"])))
     # A scratch prefix for the file's relative paths; nginx reads -c relative to it.
     prefix = RENDERED / "nginx"
     prefix.mkdir(parents=True, exist_ok=True)
@@ -161,6 +190,7 @@ def main():
         sys.exit("lint: could not install the tools")
     results = []
     rendered = render_overlays(results)
+    compare_kubectl_kustomize(rendered, results)
     check_manifests(rendered, results)
     check_container(results)
     check_workflows(results)
