@@ -166,3 +166,13 @@ def test_the_feed_delivers_every_record_once_on_sharded_collections(mongodb_uri,
     finally:
         MongoClient(mongodb_uri).drop_database(database)
     harness.report("feed exactly once (sharded DocumentDB)", **figures)
+
+
+def test_index_sizes_per_record_are_reported(database, loaded):
+    stats = database.command("collStats", "records")
+    per_record = {name: round(size / stats["count"], 1) for name, size in stats["indexSizes"].items()}
+    harness.report("index bytes per record", records=stats["count"],
+                   record_bytes=round(stats["size"] / stats["count"]), **per_record)
+    # init-db's indexes exist on the sharded collection and are not empty.
+    assert {"_id_", "_id_-1", "source_1__id_-1"} <= set(per_record), per_record
+    assert stats["count"] >= SOURCES * PER_SOURCE and all(per_record.values()), per_record
