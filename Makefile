@@ -11,7 +11,7 @@ PORT   ?= 8000
 include bench/bench.mk
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run init-db test unit lint lint-python test-integration test-container test-install bench soak lock clean
+.PHONY: help venv run init-db test unit lint lint-python test-integration test-sharded test-container test-install bench soak lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ lint: lint-python ## every linter and validator (Python, container, manifests, w
 
 test-integration: venv ## the integration suite over HTTP against a real server (FerretDB unless MONGODB_URI is set)
 	scripts/integration.sh
+
+# Three PostgreSQL servers on 2 cores: the suite takes longer than on one, so its bound is wider.
+test-sharded: venv ## the integration suite and the sharding gates on sharded DocumentDB (Citus, 2 workers)
+	FERRETDB_SHARDED=1 INTEGRATION_TIMEOUT_S=2700 scripts/integration.sh
 
 test-container: venv ## build the image and run it as compose does: init-db, black-box suite, image checks
 	scripts/test-container.sh

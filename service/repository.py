@@ -19,7 +19,9 @@ from pymongo.errors import BulkWriteError, DocumentTooLarge, DuplicateKeyError, 
 from .ids import first_id_of_second, made_at, new_id
 
 SOURCE_INDEX = "source_1__id_-1"
-ID_INDEX = "_id_"
+# Reads without a source walk this index, not the built-in `_id_`: on sharded DocumentDB
+# `_id_` is (shard key, _id) and cannot be walked in _id order (docs/architecture.md, "Shard key").
+ID_INDEX = "_id_-1"
 EXPIRY_INDEX = "expires_at_ttl"
 RETENTION_INDEX = "created_at_ttl"
 # Server error codes this module acts on.
@@ -371,7 +373,8 @@ class RecordRepository:
             oid = ObjectId(record_id)
         except (InvalidId, TypeError):
             return None
-        return self.records.find_one({"_id": oid})
+        found = list(self._find({"_id": oid}, ID_INDEX, limit=1))
+        return found[0] if found else None
 
     def page(self, query: PageQuery) -> Iterator[dict]:
         """Up to limit + 1 records, newest first; the extra one says a next page exists."""
@@ -395,7 +398,11 @@ class RecordRepository:
         if id_range:
             selector["_id"] = id_range
         index = SOURCE_INDEX if source is not None else ID_INDEX
-        cursor = self.records.find(selector, sort=[("_id", direction)], limit=limit)
+        return self._find(selector, index, limit, sort=[("_id", direction)])
+
+    def _find(self, selector: dict, index: str, limit: int, sort=None) -> Iterator[dict]:
+        """The documents of a find hinted to `index`; a missing index raises MissingIndex."""
+        cursor = self.records.find(selector, sort=sort, limit=limit)
         try:
             yield from cursor.hint(index)
         except OperationFailure as exc:
@@ -407,7 +414,8 @@ class RecordRepository:
 
     def missing_indexes(self) -> list[str]:
         """Indexes the queries need that do not exist (empty once `init-db` has run)."""
-        return [] if SOURCE_INDEX in self.records.index_information() else [SOURCE_INDEX]
+        present = self.records.index_information()
+        return [index for index in (SOURCE_INDEX, ID_INDEX) if index not in present]
 
     def ping(self) -> None:
         """Raise unless the database answers."""
@@ -417,7 +425,8 @@ class RecordRepository:
         """Create the indexes if missing (idempotent); raise IndexConflict on a mismatch."""
         try:
             created = self.records.create_indexes(
-                [IndexModel([("source", ASCENDING), ("_id", DESCENDING)], name=SOURCE_INDEX)]
+                [IndexModel([("source", ASCENDING), ("_id", DESCENDING)], name=SOURCE_INDEX),
+                 IndexModel([("_id", DESCENDING)], name=ID_INDEX)]
             )
             # The TTL index that forgets Idempotency-Keys once they expire.
             created += self.keys.create_indexes(

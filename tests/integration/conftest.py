@@ -20,9 +20,14 @@ SHARDED_ONLY_REASON = (
     "Actions (.github/workflows/sharded.yml on deploy/sharded-cluster; set "
     "INTEGRATION_SHARDED=1 with BASE_URL, MONGODB_URI and MONGODB_DATABASE of that deployment): "
 )
+SHARDED_DOCUMENTDB_REASON = (
+    "needs the sharded DocumentDB engine (a Citus coordinator and two workers, FerretDB in front), "
+    "which `make test-sharded` builds, starts and shards (FERRETDB_SHARDED=1): "
+)
 # marker -> (environment variable that enables it, reason prefix when it is off)
 GATED_MARKERS = {
     "sharded_only": ("INTEGRATION_SHARDED", SHARDED_ONLY_REASON),
+    "sharded_documentdb": ("FERRETDB_SHARDED", SHARDED_DOCUMENTDB_REASON),
 }
 
 
@@ -31,6 +36,7 @@ def pytest_configure(config):
     for line in (
         "blackbox: pure HTTP contract test; runs against BASE_URL when it is set",
         "sharded_only(reason): needs a sharded cluster; skipped unless INTEGRATION_SHARDED=1",
+        "sharded_documentdb(reason): needs the sharded DocumentDB engine; skipped unless FERRETDB_SHARDED=1",
         "fault: starts its own servers or databases to inject a failure",
         "container: checks the service image itself; runs in `make test-container`",
     ):

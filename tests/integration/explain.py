@@ -8,7 +8,9 @@ shard, not in total.
 FerretDB's explain returns PostgreSQL's plan without execution statistics, so on FerretDB
 the gates run the same find command under `EXPLAIN (ANALYZE)` on PostgreSQL itself, through
 DocumentDB's `bson_aggregation_find` (the function FerretDB's own queries go through), over
-the server's socket (FERRETDB_PG_HOST, set by scripts/integration.sh).
+the server's socket (FERRETDB_PG_HOST, set by scripts/integration.sh). On the sharded
+engine (DocumentDB distributed on Citus) that server is the coordinator, and the plan of
+each shard a query reached is one task of Citus's distributed plan (`shard_plans`).
 """
 from __future__ import annotations
 
@@ -115,9 +117,30 @@ def postgres_plan(pg_host: str, command: dict) -> dict:
     literal = json_util.dumps(spec, json_options=json_util.CANONICAL_JSON_OPTIONS).replace("'", "''")
     sql = ("EXPLAIN (ANALYZE, FORMAT JSON) SELECT document FROM "
            f"documentdb_api_catalog.bson_aggregation_find('{database}', '{literal}')")
-    out = subprocess.run(["psql", "-h", pg_host, "-U", "postgres", "-d", "postgres", "-XAtq", "-c", sql],
+    # Citus shows one task's plan unless told to show all; elsewhere this is an unused placeholder.
+    out = subprocess.run(["psql", "-h", pg_host, "-U", "postgres", "-d", "postgres", "-XAtq",
+                          "-c", "SET citus.explain_all_tasks = on", "-c", sql],
                          capture_output=True, text=True, check=True, timeout=60)
     return json.loads(out.stdout)[0]["Plan"]
+
+
+def citus_job(plan: dict) -> dict | None:
+    """The job of a Citus distributed plan (its tasks, one per shard reached), if there is one."""
+    for node in plan_nodes(plan):
+        if "Distributed Query" in node:
+            return node["Distributed Query"]["Job"]
+    return None
+
+
+def shard_plans(plan: dict) -> list[dict]:
+    """The plan each shard ran: every task of a Citus distributed plan, else the plan itself."""
+    job = citus_job(plan)
+    if job is None:
+        return [plan]
+    assert job["Tasks Shown"] == "All", job["Tasks Shown"]
+    # Each task's remote plan is a list of EXPLAIN outputs, each a list of statements.
+    return [statement["Plan"] for task in job["Tasks"]
+            for output in task["Remote Plan"] for statement in output]
 
 
 def plan_nodes(node: dict) -> list[dict]:

@@ -57,6 +57,17 @@ def wait_until(predicate, timeout: float, interval: float = 0.1) -> bool:
     return predicate()
 
 
+def sharded_engine() -> bool:
+    """True when the run's server is the sharded DocumentDB engine (`make test-sharded`)."""
+    return os.environ.get("FERRETDB_SHARDED") == "1"
+
+
+def shard(database: str) -> None:
+    """Shard a database's records and keys on that engine, as `make test-sharded` does the run's own."""
+    subprocess.run([str(FERRETDB_SCRIPT), "shard", os.environ["FERRETDB_SHARDED_DIR"], database],
+                   check=True, timeout=90)
+
+
 def unique(prefix: str) -> str:
     """A name no other test or run uses (a source, a database)."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"

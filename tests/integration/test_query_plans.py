@@ -6,8 +6,10 @@ plan walks an index (no collection scan, no in-memory SORT stage) and examines a
 limit + 1 index keys and documents however deep the page. That is why latency does not
 grow with the collection. On MongoDB from explain()'s executionStats; on FerretDB 2 from
 PostgreSQL's EXPLAIN (ANALYZE) of the same find command: a Limit over an Index Scan on the
-hinted index, no Sort node, rows read <= limit + 1. The same bounds per shard, through
-mongos, are in test_sharding.
+hinted index, no Sort node, rows read <= limit + 1. On the sharded DocumentDB engine
+(`make test-sharded`) the collection is sharded first and the same holds on each shard
+the query reached (each task of Citus's plan), and a query with `source` reaches one
+shard. The same bounds per shard, through mongos, are in test_sharding.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from pymongo import MongoClient
 
 from service.repository import ID_INDEX, SOURCE_INDEX, PageQuery, RecordRepository, to_document
 
+from . import harness
 from .explain import (FindRecorder, RecordingCollection, assert_bounded, assert_postgres_bounded, explain,
-                      postgres_plan)
+                      postgres_plan, shard_plans)
 
 SOURCES = ("plan-a", "plan-b", "plan-c")
 PER_SOURCE = 1500
@@ -46,10 +49,14 @@ class Gate:
                         "which sets FERRETDB_PG_HOST")
 
     def check(self, index: str, max_rows: int, limited: bool = True) -> None:
-        """An index walk of `index`, no sort, at most `max_rows` entries read (under a Limit node)."""
+        """An index walk of `index`, no sort, at most `max_rows` entries read (under a Limit node),
+        on each shard reached; one shard for a query with `source` on the sharded engine."""
         if self.ferretdb:
-            plan = postgres_plan(self.pg_host, self.recorder.command)
-            assert_postgres_bounded(plan, index, max_rows, limited)
+            shards = shard_plans(postgres_plan(self.pg_host, self.recorder.command))
+            if harness.sharded_engine() and index == SOURCE_INDEX:
+                assert len(shards) == 1, len(shards)
+            for plan in shards:
+                assert_postgres_bounded(plan, index, max_rows, limited)
         else:
             assert_bounded(explain(self.records), max_rows=max_rows)
 
@@ -61,6 +68,8 @@ def plans(mongodb_uri, database_name):
     client = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000, tz_aware=True,
                          event_listeners=[recorder])
     database = client[f"{database_name}_plans"]
+    if harness.sharded_engine():
+        harness.shard(database.name)
     records = RecordingCollection(database["records"])
     repository = RecordRepository(records, database["records.idempotency"], 86400)
     repository.ensure_indexes()

@@ -33,14 +33,13 @@ from pymongo import MongoClient
 from service.cli import KEYS_SHARD_KEY, RECORDS_SHARD_KEY
 from service.repository import PageQuery, RecordRepository
 
-from . import expect, harness
+from . import expect, harness, sharding
 from .explain import RecordingCollection, assert_bounded, explain, per_shard
 
 pytestmark = pytest.mark.sharded_only("shard targeting and per-shard plans exist only behind mongos")
 
 SOURCES = 20
 PER_SOURCE = 5_000
-BATCH = 1_000
 
 
 def key(source: str, hashed=None) -> dict:
@@ -96,17 +95,7 @@ def layout(cluster):
 @pytest.fixture(scope="module")
 def loaded(layout):
     """100k records, 5,000 per source, stored through the API's batch endpoint: {source: ids}."""
-    api = harness.Client(os.environ["BASE_URL"].rstrip("/"))
-    sources = sorted(layout)
-    records = [{"source": sources[i % SOURCES], "payload": {"i": i}} for i in range(SOURCES * PER_SOURCE)]
-    ids: dict[str, list[str]] = {source: [] for source in sources}
-    for start in range(0, len(records), BATCH):
-        batch = records[start:start + BATCH]
-        response = api.post("/data/batch", json={"records": batch}, timeout=60)
-        assert response.status_code == 201, response.text
-        for record, record_id in zip(batch, response.json()["ids"]):
-            ids[record["source"]].append(record_id)
-    return ids
+    return sharding.load(harness.Client(os.environ["BASE_URL"].rstrip("/")), sorted(layout), PER_SOURCE)
 
 
 @pytest.fixture(scope="module")
@@ -178,49 +167,21 @@ def test_read_by_id_is_broadcast_and_reads_one_key_per_shard(cluster, layout, lo
         assert (body["id"], body["source"]) == (record_id, source)
 
 
-def newest_first(ids) -> list[str]:
-    return sorted(ids, key=ObjectId, reverse=True)
-
-
 def test_walk_of_a_source_on_two_shards_is_complete_and_in_order(layout, loaded, api):
     source = sorted(layout)[0]
     walked = [record["id"] for record in api.walk(limit=1000, source=source)]
-    assert walked == newest_first(loaded[source])
+    assert walked == sharding.newest_first(loaded[source])
 
 
 def test_walk_without_source_merges_every_shard_completely_and_in_order(loaded, api):
-    everything = [i for ids in loaded.values() for i in ids]
-    first, last = ObjectId(min(everything, key=ObjectId)), ObjectId(max(everything, key=ObjectId))
-    window = {"since": first.generation_time.isoformat(), "until": last.generation_time.isoformat()}
-    walked = [record["id"] for record in api.walk(limit=1000, **window)]
-    assert len(walked) == len(set(walked)), "a record was returned twice"
-    assert walked == newest_first(walked)
-    mine = set(everything)
-    # Only this module writes to its sources; other records in the window are kept out.
-    assert [i for i in walked if i in mine] == newest_first(everything)
-
-
-def post_keyed(api, body: dict, idempotency_key: str):
-    return api.post("/data", json=body, headers={"Idempotency-Key": idempotency_key})
+    sharding.assert_walk_without_source_is_complete(api, loaded)
 
 
 def test_idempotency_keys_hold_across_shards(cluster, layout, api):
     _, database, shards = cluster
     sources = sorted(layout)
     # Records on each shard and on both; the keys spread over the shards by hashed _id.
-    targets = [sources[3], sources[13], sources[0]]
-    sent = {}
-    for i in range(60):
-        body = {"source": targets[i % len(targets)], "payload": {"key": i}}
-        sent[f"sharded-{i}"] = (body, expect.record(post_keyed(api, body, f"sharded-{i}"), 201))
-    for idempotency_key, (body, created) in sent.items():
-        assert expect.record(post_keyed(api, body, idempotency_key), 200) == created
-        changed = {**body, "payload": {"key": "changed"}}
-        expect.error(post_keyed(api, changed, idempotency_key), 409)
-    for source in targets:
-        stored = {record["id"] for record in api.walk(limit=1000, source=source)
-                  if isinstance(record["payload"].get("key"), int)}
-        assert stored == {created["id"] for body, created in sent.values() if body["source"] == source}
+    sharding.assert_keys_hold(api, [sources[3], sources[13], sources[0]])
     per_shard_keys = {row["shard"]: row["count"] for row in
                       database["records.idempotency"].aggregate([{"$collStats": {"count": {}}}])}
     assert set(shards) <= {shard for shard, count in per_shard_keys.items() if count}, per_shard_keys

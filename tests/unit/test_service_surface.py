@@ -40,10 +40,11 @@ def test_init_db_is_idempotent(app):
     runner = app.test_cli_runner()
     first, second = runner.invoke(args=["init-db"]), runner.invoke(args=["init-db"])
     assert first.exit_code == 0 and second.exit_code == 0
-    assert "source_1__id_-1" in first.output
+    assert "source_1__id_-1" in first.output and "_id_-1" in first.output
     with app.app_context():
         indexes = repository().records.index_information()
     assert list(dict(indexes["source_1__id_-1"]["key"]).items()) == [("source", 1), ("_id", -1)]
+    assert list(dict(indexes["_id_-1"]["key"]).items()) == [("_id", -1)]
 
 
 def test_init_db_fails_loudly_on_a_conflicting_index(app, monkeypatch):
