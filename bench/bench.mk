@@ -8,7 +8,7 @@ BENCH_VENV      := .tools/bench-venv
 BENCH_RESULTS   ?= bench/results
 BENCH_REPORT    := BENCH_RESULTS=$(BENCH_RESULTS) $(BENCH_VENV)/bin/python -m bench.report
 
-.PHONY: bench soak bench-overhead bench-tune bench-slow bench-report
+.PHONY: bench soak bench-overhead bench-tune bench-slow bench-edge bench-report
 
 # k6 is the load generator: built from its pinned module with the installed Go.
 $(K6):
@@ -37,6 +37,10 @@ bench-tune: venv $(K6) $(BENCH_VENV)/.installed ## capacity and p99 per gunicorn
 
 bench-slow: venv ## 1,024 slow, silent or non-reading connections vs 50 req/s of polite traffic, through nginx + gunicorn
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.slow
+
+bench-edge: venv $(BENCH_VENV)/.installed ## what nginx in front costs a read: the same GETs straight to gunicorn and through nginx, interleaved
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.edge
+	$(BENCH_REPORT)
 
 bench-report: $(BENCH_VENV)/.installed ## rewrite RESULTS.md and latency.png from the JSON results
 	$(BENCH_REPORT)

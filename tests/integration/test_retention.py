@@ -45,8 +45,9 @@ def expiring(mongodb_uri, tmp_path):
     def init_db(days: str) -> dict:
         workdir = tmp_path / f"init-{days or 'none'}-{time.monotonic_ns()}"
         workdir.mkdir()
+        # A key TTL within the shortest retention here (1 day): start-up refuses a longer one.
         harness.ServiceProcess(workdir, MONGODB_URI=mongodb_uri, MONGODB_DATABASE=name,
-                               RETENTION_DAYS=days).init_db()
+                               RETENTION_DAYS=days, IDEMPOTENCY_TTL_SECONDS="3600").init_db()
         return client[name]["records"].index_information()
 
     yield name, client[name]["records"], init_db
