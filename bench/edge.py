@@ -19,6 +19,7 @@ from pathlib import Path
 from time import perf_counter
 
 from bench import machine
+from bench.k6 import percentile
 from bench.servers import Edge, Service, server_version
 
 RECORDS = 200
@@ -33,12 +34,6 @@ def elapsed_ms(connection: http.client.HTTPConnection, path: str) -> float:
     if response.status != 200:
         raise RuntimeError(f"GET {path}: {response.status}")
     return (perf_counter() - started) * 1000
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The q-quantile of values (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def store_records(connection: http.client.HTTPConnection) -> list[str]:
@@ -60,8 +55,8 @@ def compare(direct, edge, path_of, requests: int) -> dict:
     straight, through = straight[requests // 10:], through[requests // 10:]
     row = {"requests": len(straight)}
     for name, q in (("p50", 0.5), ("p99", 0.99)):
-        row[f"direct_{name}_ms"] = round(quantile(straight, q), 3)
-        row[f"edge_{name}_ms"] = round(quantile(through, q), 3)
+        row[f"direct_{name}_ms"] = round(percentile(straight, q), 3)
+        row[f"edge_{name}_ms"] = round(percentile(through, q), 3)
         row[f"cost_{name}_ms"] = round(row[f"edge_{name}_ms"] - row[f"direct_{name}_ms"], 3)
     return row
 
