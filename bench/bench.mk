@@ -8,7 +8,7 @@ BENCH_VENV      := .tools/bench-venv
 BENCH_RESULTS   ?= bench/results
 BENCH_REPORT    := BENCH_RESULTS=$(BENCH_RESULTS) $(BENCH_VENV)/bin/python -m bench.report
 
-.PHONY: bench soak bench-overhead bench-tune bench-slow bench-edge bench-report
+.PHONY: bench soak bench-overhead bench-tune bench-slow bench-edge bench-tax bench-report
 
 # k6 is the load generator: built from its pinned module with the installed Go.
 $(K6):
@@ -40,6 +40,10 @@ bench-slow: venv ## 1,024 slow, silent or non-reading connections vs 50 req/s of
 
 bench-edge: venv $(BENCH_VENV)/.installed ## what nginx in front costs a read: the same GETs straight to gunicorn and through nginx, interleaved
 	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.edge
+	$(BENCH_REPORT)
+
+bench-tax: venv $(BENCH_VENV)/.installed ## what the service adds to each read: the same reads through HTTP and through pymongo, interleaved
+	BENCH_RESULTS=$(BENCH_RESULTS) $(BIN)/python -m bench.tax
 	$(BENCH_REPORT)
 
 bench-report: $(BENCH_VENV)/.installed ## rewrite RESULTS.md and latency.png from the JSON results

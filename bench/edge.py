@@ -16,24 +16,11 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
-from time import perf_counter
 
-from bench import machine
-from bench.k6 import percentile
+from bench import machine, paired
 from bench.servers import Edge, Service, server_version
 
 RECORDS = 200
-
-
-def elapsed_ms(connection: http.client.HTTPConnection, path: str) -> float:
-    """One GET on a kept-alive connection, read whole; its wall time in ms."""
-    started = perf_counter()
-    connection.request("GET", path)
-    response = connection.getresponse()
-    response.read()
-    if response.status != 200:
-        raise RuntimeError(f"GET {path}: {response.status}")
-    return (perf_counter() - started) * 1000
 
 
 def store_records(connection: http.client.HTTPConnection) -> list[str]:
@@ -48,15 +35,12 @@ def store_records(connection: http.client.HTTPConnection) -> list[str]:
 
 def compare(direct, edge, path_of, requests: int) -> dict:
     """p50/p99 of both paths, interleaved, and the edge's cost at each."""
-    straight, through = [], []
-    for i in range(requests):
-        straight.append(elapsed_ms(direct, path_of(i)))
-        through.append(elapsed_ms(edge, path_of(i)))
-    straight, through = straight[requests // 10:], through[requests // 10:]
-    row = {"requests": len(straight)}
-    for name, q in (("p50", 0.5), ("p99", 0.99)):
-        row[f"direct_{name}_ms"] = round(percentile(straight, q), 3)
-        row[f"edge_{name}_ms"] = round(percentile(through, q), 3)
+    times = paired.interleave({"direct": lambda i: paired.get(direct, path_of(i)),
+                               "edge": lambda i: paired.get(edge, path_of(i))}, requests)
+    row = {"requests": len(times["direct"])}
+    for way, samples in times.items():
+        row[f"{way}_p50_ms"], row[f"{way}_p99_ms"] = paired.p50_p99(samples)
+    for name in ("p50", "p99"):
         row[f"cost_{name}_ms"] = round(row[f"edge_{name}_ms"] - row[f"direct_{name}_ms"], 3)
     return row
 

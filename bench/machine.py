@@ -56,16 +56,16 @@ def describe(k6: Path | None = None) -> dict:
     }
 
 
-def _git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+def _git(checkout: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True)
 
 
-def commit() -> str | None:
+def commit(checkout: Path = REPO) -> str | None:
     """HEAD's hash, with "-dirty" when code differs from it (results being written do not count)."""
-    head = _git("rev-parse", "HEAD")
+    head = _git(checkout, "rev-parse", "HEAD")
     if head.returncode:
         return None
-    dirty = _git("diff", "--quiet", "HEAD", "--", ".", ":(exclude)bench/results").returncode
+    dirty = _git(checkout, "diff", "--quiet", "HEAD", "--", ".", ":(exclude)bench/results").returncode
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 

@@ -206,6 +206,28 @@ def edge_section(result: dict) -> list[str]:
     return [*lines, ""]
 
 
+def tax_section(result: dict) -> list[str]:
+    """The same reads through the API and through pymongo, interleaved; where the workers spend it."""
+    ways = ["http", *(["baseline"] if result.get("baseline") else [])]
+    names = {"http": "API", "baseline": f"API at `{result.get('baseline')}`"}
+    lines = ["## The service tax (`make bench-tax`)", "", machine_line(result, "tax.json"), "",
+             f"{result['volume']:,} records; sequential keep-alive requests, each read sent through every "
+             "way in turn; the first tenth dropped as warm-up. Tax: p50 through the API minus p50 "
+             "through the driver; ratio: their quotient.", "",
+             "| read | requests | driver p50 / p99 ms | "
+             + " | ".join(f"{names[w]} p50 / p99 ms | tax p50 ms | ratio" for w in ways) + " |",
+             "|---|---:|---:|" + "---:|---:|---:|" * len(ways)]
+    for read, row in result["reads"].items():
+        cells = [f"{row[f'{w}_p50_ms']:g} / {row[f'{w}_p99_ms']:g} | {row[f'{w}_tax_p50_ms']:+g} | "
+                 f"{row[f'{w}_ratio_p50']:g}x" for w in ways]
+        driver = f"{row['driver_p50_ms']:g} / {row['driver_p99_ms']:g}"
+        lines.append(f"| {read} | {row['requests']:,} | {driver} | " + " | ".join(cells) + " |")
+    for read, found in (result.get("profile") or {}).items():
+        top = ", ".join(f"{name} {share:g}%" for name, share in found["top_own_percent"][:8])
+        lines += ["", f"Profile of {read} ({found['samples']:,} samples), own time: {top}."]
+    return [*lines, ""]
+
+
 def chart(result: dict, path: Path) -> None:
     """p50/p99 per operation vs volume (log-log) and throughput per operation."""
     fig, (latency, throughput) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -242,7 +264,7 @@ def main() -> None:
                 "this one; how to run and read them: bench/README.md and docs/performance.md.", ""]
     for name, render in (("volumes.json", volumes_section), ("overhead.json", overhead_section),
                          ("soak.json", soak_section), ("tuning.json", tuning_section),
-                         ("edge.json", edge_section)):
+                         ("edge.json", edge_section), ("tax.json", tax_section)):
         result = load(name)
         if result:
             sections += render(result)

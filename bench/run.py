@@ -65,7 +65,7 @@ class Bench:
         self.plan = plan
         self.service = service
         self.repository = repository
-        self.key = cursor.make_key(secret)
+        self.key = cursor.make_keys(secret)
         self.candidates = list(plan.ops)
         self.rates: dict[str, int] = {}
         self.capacity: dict = {}
@@ -236,10 +236,11 @@ def scratch_database(uri: str):
 
 
 def make_service(workdir: Path, uri: str, repository: RecordRepository, secret: str,
-                 env: dict | None = None) -> servers.Service:
-    """The service in front of the repository's database; `env` overrides its settings."""
+                 env: dict | None = None, source: Path = servers.REPO) -> servers.Service:
+    """The service (run from the `source` checkout) in front of the repository's database;
+    `env` overrides its settings."""
     return servers.Service(workdir, {"MONGODB_URI": uri, "MONGODB_DATABASE": repository.records.database.name,
-                                     "CURSOR_SECRET": secret, **(env or {})})
+                                     "CURSOR_SECRET": secret, **(env or {})}, source)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,6 @@ from pathlib import Path
 from pymongo import MongoClient
 
 REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = REPO / ".venv" / "bin"
 FERRETDB_SCRIPT = REPO / "scripts" / "ferretdb.sh"
 FERRETDB_BINARY = REPO / ".tools" / "bin" / "ferretdb"
 NGINX_CONF = REPO / "deploy" / "nginx" / "nginx.conf"
@@ -73,9 +72,14 @@ def _answers(url: str) -> bool:
 
 
 class Service:
-    """The service exactly as deployed: gunicorn with the project's config module."""
+    """The service exactly as deployed: gunicorn with the project's config module.
 
-    def __init__(self, workdir: Path, env: dict[str, str]):
+    `source` is the checkout it runs from, with its own .venv: this one, or another
+    commit's, to compare two versions of the service in one run.
+    """
+
+    def __init__(self, workdir: Path, env: dict[str, str], source: Path = REPO):
+        self.source = source
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "gunicorn.log"
@@ -89,16 +93,17 @@ class Service:
 
     def init_db(self) -> None:
         """Create the indexes, as every deployment does before serving."""
-        done = subprocess.run([str(VENV_BIN / "flask"), "--app", "service", "init-db"], cwd=REPO,
+        flask = self.source / ".venv" / "bin" / "flask"
+        done = subprocess.run([str(flask), "--app", "service", "init-db"], cwd=self.source,
                               env=self.env, capture_output=True, text=True, timeout=120)
         if done.returncode:
             raise RuntimeError(f"init-db failed:\n{done.stdout}{done.stderr[-2000:]}")
 
     def start(self, timeout: float = 30) -> "Service":
         """Start gunicorn and wait until /healthz answers."""
-        command = [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "service:create_app()"]
+        command = [str(self.source / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "service:create_app()"]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log,
+            self.process = subprocess.Popen(command, cwd=self.source, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not _answers(f"{self.url}/healthz"):

@@ -1,7 +1,11 @@
 """A benchmark result says how to rerun it, and its gate holds at every volume."""
 from __future__ import annotations
 
-from bench import check, machine
+import json
+
+from bench import check, machine, preload, run
+from service import cursor
+from service.repository import PageQuery
 
 
 def test_the_command_carries_every_override_that_changes_a_measurement():
@@ -37,3 +41,12 @@ def test_the_gate_fails_a_ratio_over_the_limit_at_an_intermediate_volume():
 
 def test_the_gate_passes_flat_latency():
     assert check.problems(_result((10_000, 10.0), (10_000_000, 11.0)), 1.10, 500) == []
+
+
+def test_the_deep_page_cursors_a_benchmark_sends_are_ones_the_service_accepts(tmp_path):
+    bench = run.Bench(run.Plan(out=tmp_path), service=None, repository=None, secret="s" * 32)
+    bench.write_samples(1_000)
+    samples = json.loads((tmp_path / "samples-1000.json").read_text())
+    scope = PageQuery(limit=run.PAGE_LIMIT).scope()
+    after = cursor.decode(samples["cursors"][0], scope, cursor.make_keys("s" * 32))
+    assert preload.record_id(0) < after <= preload.record_id(999)
