@@ -222,9 +222,11 @@ def tax_section(result: dict) -> list[str]:
                  f"{row[f'{w}_ratio_p50']:g}x" for w in ways]
         driver = f"{row['driver_p50_ms']:g} / {row['driver_p99_ms']:g}"
         lines.append(f"| {read} | {row['requests']:,} | {driver} | " + " | ".join(cells) + " |")
-    for read, found in (result.get("profile") or {}).items():
-        top = ", ".join(f"{name} {share:g}%" for name, share in found["top_own_percent"][:8])
-        lines += ["", f"Profile of {read} ({found['samples']:,} samples), own time: {top}."]
+    for way, profiles in (result.get("profile") or {}).items():
+        for read, found in profiles.items():
+            top = ", ".join(f"{name} {share:g}%" for name, share in found["top_own_percent"][:8])
+            lines += ["", f"Profile of {read} through {names[way]} ({found['samples']:,} samples), "
+                          f"own time: {top}."]
     return [*lines, ""]
 
 

@@ -6,7 +6,7 @@ and through the service's own repository (the same filter, sort, limit and hint,
 same driver settings), interleaved one by one, on BENCH_TAX_VOLUME preloaded records.
 The tax is the difference of the medians; the ratio, HTTP over driver.
 
-BENCH_TAX_PROFILE=<seconds> then samples the service's workers with py-spy while one
+BENCH_TAX_PROFILE=<seconds> then samples each service's workers with py-spy while one
 read repeats, for that long per read (bench/profile.py), and adds the top functions.
 
 BENCH_TAX_BASELINE=<checkout> also serves the reads from another checkout of the
@@ -83,7 +83,8 @@ def measure(services: dict, settings: Settings, volume: int, key: cursor.Keys, r
 
 def profile_reads(service: servers.Service, reads_of: dict, seconds: int, out: Path) -> dict:
     """The top functions of the service's workers while each read repeats on one connection;
-    py-spy's collapsed stacks go to `out` (BENCH_OUT) for a closer look or a flame graph."""
+    py-spy's collapsed stacks go to `out` (under BENCH_OUT) for a closer look or a flame graph."""
+    out.mkdir(parents=True, exist_ok=True)
     connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
     found = {}
     for read, (path_of, _) in reads_of.items():
@@ -100,12 +101,12 @@ def started(volume: int, baseline: str | None, secret: str, workdir: Path):
     """Yield (server, services by name, the workers' settings) on `volume` preloaded records."""
     with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
             run.scratch_database(uri) as scratch:
-        print(f"tax: loaded {json.dumps(preload.grow(scratch.records, 0, volume))}", flush=True)
         services = {"http": run.make_service(workdir / "http", uri, scratch, secret)}
         if baseline:
             services["baseline"] = run.make_service(workdir / "baseline", uri, scratch, secret,
                                                     source=Path(baseline).resolve())
-        services["http"].init_db()
+        services["http"].init_db()  # as deployed: the indexes first, then the records
+        print(f"tax: loaded {json.dumps(preload.grow(scratch.records, 0, volume))}", flush=True)
         with contextlib.ExitStack() as running:
             for service in services.values():
                 running.enter_context(service)
@@ -120,14 +121,14 @@ def main() -> None:
     baseline = os.environ.get("BENCH_TAX_BASELINE")
     profile_seconds = int(os.environ.get("BENCH_TAX_PROFILE", "0"))
     raw = Path(os.environ.get("BENCH_OUT", "bench/out"))
-    raw.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-tax-") as workdir, \
             started(volume, baseline, secret, Path(workdir)) as (server, services, settings):
         keys = cursor.make_keys(secret)
         measured = measure(services, settings, volume, keys, requests)
         reads_of = reads(volume, keys, settings.feed_settle_seconds)
-        profiled = profile_seconds and profile_reads(services["http"], reads_of, profile_seconds, raw)
+        profiled = profile_seconds and {name: profile_reads(service, reads_of, profile_seconds, raw / name)
+                                        for name, service in services.items()}
     result = {"kind": "tax", **machine.provenance("bench-tax"), "server": server, "volume": volume,
               "baseline": baseline and machine.commit(Path(baseline)), "reads": measured,
               "profile": profiled or None}

@@ -57,6 +57,6 @@ def horizon(settle_seconds: int, now: datetime) -> ObjectId:
     return first_id_at(now - timedelta(seconds=settle_seconds))
 
 
-def resume_after(items: list[dict], start: ObjectId) -> ObjectId:
+def resume_after(last_id: ObjectId | None, start: ObjectId) -> ObjectId:
     """The position after a page: past its last record, or where it started if it is empty."""
-    return successor(items[-1]["_id"]) if items else start
+    return start if last_id is None else successor(last_id)

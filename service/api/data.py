@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import wraps
 
-from flask import current_app, request, url_for
+import orjson
+from bson import ObjectId
+from flask import Response, current_app, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 
@@ -15,7 +17,7 @@ from ..db import repository
 from ..repository import PageQuery
 from ..schemas import (
     BatchInSchema, BatchOutSchema, FeedPageSchema, FeedQuerySchema, IdempotencyHeaderSchema,
-    RecordInSchema, RecordPageSchema, RecordQuerySchema, RecordSchema, record_json_size,
+    RecordInSchema, RecordPageSchema, RecordQuerySchema, RecordSchema, record_json,
 )
 from .parser import StrictBlueprint
 
@@ -56,26 +58,49 @@ def protected(view):
     return blp.alt_response(403, description="The API key lacks the scope.")(view)
 
 
-def fit_page(documents: Iterable[dict], limit: int, budget: int) -> tuple[list[dict], bool]:
-    """The first records within `limit` and about `budget` bytes of JSON, and whether more follow.
+@dataclass
+class Page:
+    """Records fitted to a page: each encoded as the answer carries it, and the last one's id."""
 
-    Records are taken one at a time and the rest of `documents` is left unread (a walk
-    is closed), so a page of large records stops reading at its budget. A page holds at
-    least one record, so a walk always advances (one record is at most about
-    PAYLOAD_MAX_BYTES, far below any allowed budget).
+    parts: list[bytes] = field(default_factory=list)
+    last_id: ObjectId | None = None
+    more: bool = False
+
+    def answer(self, **rest) -> Response:
+        """The JSON answer: {"items": [the records, as encoded], **rest}."""
+        return jsonify({"items": [orjson.Fragment(part) for part in self.parts], **rest})
+
+
+def fit_page(documents: Iterable[dict], limit: int, budget: int) -> Page:
+    """The first records within `limit` and `budget` bytes of JSON, and whether more follow.
+
+    Records are taken and encoded one at a time and the rest of `documents` is left
+    unread (a walk is closed), so a page of large records stops reading at its budget.
+    A page holds at least one record, so a walk always advances (one record is at most
+    about PAGE_MAX_BYTES, far below any allowed budget).
     """
-    items: list[dict] = []
-    size = 0
+    page, size = Page(), 0
     walk = iter(documents)
     try:
         for document in walk:
-            size += 0 if len(items) == limit else record_json_size(document)
-            if len(items) == limit or (size > budget and items):
-                return items, True
-            items.append(document)
-        return items, False
+            if len(page.parts) == limit:
+                page.more = True
+                break
+            part = record_json(document)
+            size += len(part) + 1  # and its comma
+            if size > budget and page.parts:
+                page.more = True
+                break
+            page.parts.append(part)
+            page.last_id = document["_id"]
+        return page
     finally:
         getattr(walk, "close", lambda: None)()  # a walk's server cursor; a list has none
+
+
+def record_answer(document: dict) -> Response:
+    """One record as JSON (RecordSchema's contract, encoded by record_json)."""
+    return current_app.response_class(record_json(document), mimetype="application/json")
 
 
 # Records never change: a private cache (a browser, a client library) may keep one for
@@ -100,7 +125,7 @@ def cacheable(view):
 
 def _created(document: dict, status: int):
     location = url_for("data.RecordItem", record_id=str(document["_id"]))
-    return document, status, {"Location": location}
+    return record_answer(document), status, {"Location": location}
 
 
 @blp.route("")
@@ -144,10 +169,8 @@ class Records(MethodView):
             except cursor.InvalidCursor as exc:
                 abort(422, errors={"query": {"cursor": [str(exc)]}}, message="Invalid cursor.")
             query = replace(query, after=after)
-        documents = repository().page(query)
-        items, more = fit_page(documents, query.limit, current_app.config["PAGE_MAX_BYTES"])
-        next_cursor = cursor.encode(items[-1]["_id"], query.scope(), key) if more else None
-        return {"items": items, "next_cursor": next_cursor}
+        page = fit_page(repository().page(query), query.limit, current_app.config["PAGE_MAX_BYTES"])
+        return page.answer(next_cursor=cursor.encode(page.last_id, query.scope(), key) if page.more else None)
 
 
 @blp.route("/<record_id>")
@@ -165,7 +188,7 @@ class RecordItem(MethodView):
         document = repository().get(record_id)
         if document is None:
             abort(404, message="No record has this id.")
-        return document
+        return record_answer(document)
 
 
 @blp.route("/batch")
@@ -219,5 +242,5 @@ class RecordFeed(MethodView):
         store = repository()
         horizon = feed.horizon(current_app.config["SETTINGS"].feed_settle_seconds, store.clock())
         documents = store.feed(start, horizon, args["limit"], source)
-        items, _ = fit_page(documents, args["limit"], current_app.config["PAGE_MAX_BYTES"])
-        return {"items": items, "next": feed.checkpoint(feed.resume_after(items, start), source, key)}
+        page = fit_page(documents, args["limit"], current_app.config["PAGE_MAX_BYTES"])
+        return page.answer(next=feed.checkpoint(feed.resume_after(page.last_id, start), source, key))
