@@ -15,6 +15,15 @@ from pathlib import Path
 
 PY_SPY = Path(__file__).resolve().parents[1] / ".tools" / "bench-venv" / "bin" / "py-spy"
 TOP = 15
+# The parts of a request worth naming, each by the functions that contain it (any one).
+PARTS = {
+    "the app (Flask, from WSGI call to response)": ["wsgi_app (flask/app.py)"],
+    "the view (arguments, store, encoding)": ["dispatch_request (flask/views.py)"],
+    "reading the database (driver, network, BSON)": ["_find (service/repository.py)"],
+    "encoding records to JSON": ["dump (marshmallow/schema.py)", "record_json (service/schemas.py)"],
+    "writing the answer (gunicorn)": ["write (gunicorn/http/wsgi.py)"],
+    "handing connections between threads (gunicorn)": ["defer (gunicorn/workers/gthread.py)"],
+}
 
 
 def record(master_pid: int, seconds: int, out: Path, load) -> Path:
@@ -60,6 +69,9 @@ def summarize(collapsed: Path) -> dict:
             total[name] += int(count)
         own[frames[-1]] += int(count)
 
-    def top(counter: Counter) -> list:
-        return [[name, round(100 * n / samples, 1)] for name, n in counter.most_common(TOP)]
-    return {"samples": samples, "top_total_percent": top(total), "top_own_percent": top(own)}
+    def share(n: int) -> float:
+        return round(100 * n / samples, 1) if samples else 0.0
+    parts = {part: share(sum(total[name] for name in names)) for part, names in PARTS.items()}
+    return {"samples": samples, "parts_percent": parts,
+            "top_total_percent": [[name, share(n)] for name, n in total.most_common(TOP)],
+            "top_own_percent": [[name, share(n)] for name, n in own.most_common(TOP)]}

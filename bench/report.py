@@ -224,9 +224,10 @@ def tax_section(result: dict) -> list[str]:
         lines.append(f"| {read} | {row['requests']:,} | {driver} | " + " | ".join(cells) + " |")
     for way, profiles in (result.get("profile") or {}).items():
         for read, found in profiles.items():
+            parts = ", ".join(f"{part} {share:g}%" for part, share in found["parts_percent"].items())
             top = ", ".join(f"{name} {share:g}%" for name, share in found["top_own_percent"][:8])
-            lines += ["", f"Profile of {read} through {names[way]} ({found['samples']:,} samples), "
-                          f"own time: {top}."]
+            lines += ["", f"Profile of {read} through {names[way]} ({found['samples']:,} samples): {parts}. "
+                          f"Own time: {top}."]
     return [*lines, ""]
 
 

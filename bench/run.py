@@ -61,9 +61,11 @@ class Plan:
 class Bench:
     """One benchmark: a server, the service in front of it, and what was measured so far."""
 
-    def __init__(self, plan: Plan, service: servers.Service, repository: RecordRepository, secret: str):
+    def __init__(self, plan: Plan, service: servers.Service | None, repository: RecordRepository, secret: str,
+                 url: str | None = None):
         self.plan = plan
         self.service = service
+        self.url = url or service.url  # where k6 sends requests: the service, or nginx in front of it
         self.repository = repository
         self.key = cursor.make_keys(secret)
         self.candidates = list(plan.ops)
@@ -74,7 +76,7 @@ class Bench:
     def k6(self, label: str, volume: int, **env) -> Path:
         """A k6 run against the service with this volume's samples."""
         out = self.plan.out / f"{volume}-{label}.csv.gz"
-        return k6.run(out, self.service.url, self.plan.out / f"samples-{volume}.json", **env)
+        return k6.run(out, self.url, self.plan.out / f"samples-{volume}.json", **env)
 
     def write_samples(self, volume: int) -> None:
         """Ids drawn uniformly over the volume, and cursors at uniformly drawn depths."""

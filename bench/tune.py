@@ -1,6 +1,8 @@
 """`make bench-tune`: the server settings compared on one preloaded collection.
 
-For each configuration the service is restarted with those settings, then its
+For each configuration (TUNE_CONFIGS, default all) the service is restarted with those
+settings, behind nginx for the deployed pair, or from another checkout (TUNE_BASELINE,
+with its own .venv: an earlier commit's worker model in the same run); then its
 capacity (closed loop, an even mix) is measured, in TUNE_ROUNDS interleaved rounds
 (default 3; the median counts), and in the last round its latency at one fixed
 open-loop rate (half the median capacity of the production defaults, the same for
@@ -8,25 +10,53 @@ every configuration). Writes BENCH_RESULTS/tuning.json; docs/performance.md read
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import statistics
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import k6, preload, run, servers
+from bench import k6, machine, preload, run, servers
 
-# name -> environment of the service; the first is the production default (from
-# gunicorn.conf.py); thread counts are set through gunicorn's own GUNICORN_CMD_ARGS.
+
+@dataclass(frozen=True)
+class Config:
+    """How the service runs: its environment, nginx in front or not, and from which checkout."""
+
+    name: str
+    env: dict = field(default_factory=dict)
+    edge: bool = False
+    baseline: bool = False
+
+
+# The first is the production default (gunicorn.conf.py); thread counts are set through
+# gunicorn's own GUNICORN_CMD_ARGS.
 THREADS = "--threads "
-CONFIGS = {
-    "2 workers x 8 threads, pool 20 (default)": {},
-    "1 worker x 8 threads": {"WEB_CONCURRENCY": "1"},
-    "3 workers x 8 threads": {"WEB_CONCURRENCY": "3"},
-    "2 workers x 8 threads, pool 2": {"MONGODB_MAX_POOL_SIZE": "2"},
-    "2 workers x 4 threads": {"GUNICORN_CMD_ARGS": THREADS + "4"},
-    "2 workers x 1 thread (sync-like)": {"GUNICORN_CMD_ARGS": THREADS + "1"},
+ALL = {
+    "default": Config("2 workers x 8 threads, pool 20 (default)"),
+    "one-worker": Config("1 worker x 8 threads", {"WEB_CONCURRENCY": "1"}),
+    "three-workers": Config("3 workers x 8 threads", {"WEB_CONCURRENCY": "3"}),
+    "pool-2": Config("2 workers x 8 threads, pool 2", {"MONGODB_MAX_POOL_SIZE": "2"}),
+    "four-threads": Config("2 workers x 4 threads", {"GUNICORN_CMD_ARGS": THREADS + "4"}),
+    "one-thread": Config("2 workers x 1 thread (sync-like)", {"GUNICORN_CMD_ARGS": THREADS + "1"}),
+    "edge": Config("nginx + 2 workers x 8 threads (as deployed)", edge=True),
+    "baseline": Config("TUNE_BASELINE's service, its own defaults", baseline=True),
 }
+DEFAULT = "default,one-worker,three-workers,pool-2,four-threads,one-thread,edge"
+CONFIGS = {ALL[key].name: ALL[key] for key in os.environ.get("TUNE_CONFIGS", DEFAULT).split(",")}
+
+
+@contextlib.contextmanager
+def serving(config: Config, workdir: Path, uri: str, repository, secret: str):
+    """The service as `config` says, started; yield the URL k6 sends to."""
+    source = Path(os.environ["TUNE_BASELINE"]).resolve() if config.baseline else servers.REPO
+    service = run.make_service(workdir, uri, repository, secret, config.env, source)
+    service.init_db()
+    with service, contextlib.ExitStack() as front:
+        edge = config.edge and front.enter_context(servers.Edge(workdir / "edge", service.port))
+        yield edge.url if edge else service.url
 
 
 def capacity(bench: run.Bench, volume: int, ops: list[str]) -> float:
@@ -62,11 +92,9 @@ def tune(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int, rou
     with run.scratch_database(uri) as repository:
         preload.grow(repository.records, 0, volume)
         for round_ in range(rounds):
-            for n, (name, env) in enumerate(CONFIGS.items()):
-                service = run.make_service(workdir / f"{round_}-{n}", uri, repository, secret, env)
-                service.init_db()
-                with service:
-                    bench = run.Bench(plan, service, repository, secret)
+            for n, (name, config) in enumerate(CONFIGS.items()):
+                with serving(config, workdir / f"{round_}-{n}", uri, repository, secret) as url:
+                    bench = run.Bench(plan, None, repository, secret, url)
                     bench.write_samples(volume)
                     mixes[name].append(capacity(bench, volume, ops))
                     if round_ == rounds - 1:
@@ -74,11 +102,12 @@ def tune(plan: run.Plan, uri: str, workdir: Path, volume: int, seconds: int, rou
                     bench.forget_posts()  # every configuration starts from the same volume
                 print(f"tune: round {round_ + 1}/{rounds}: {name}: {mixes[name][-1] * len(ops):.1f} req/s",
                       flush=True)
-    configs = [{"name": name, "env": env,
+    configs = [{"name": name, "env": config.env, "edge": config.edge,
+                "source": config.baseline and machine.commit(Path(os.environ["TUNE_BASELINE"])),
                 "capacity_rps": round(statistics.median(mixes[name]) * len(ops), 1),
                 "capacity_rps_rounds": [round(m * len(ops), 1) for m in mixes[name]],
                 "mix_per_second": round(statistics.median(mixes[name]), 1), "open": opened[name]}
-               for name, env in CONFIGS.items()]
+               for name, config in CONFIGS.items()]
     return {"volume": volume, "ops": ops, "vus": plan.capacity_vus, "rounds": rounds,
             "rate_per_op": open_rate(mixes), "configs": configs}
 

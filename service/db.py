@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
+from datetime import timezone
 
 import mongomock
 import pymongo
@@ -30,6 +31,9 @@ def make_client(settings: Settings, listeners=()):
         settings.mongodb_uri,
         connect=False,
         tz_aware=True,
+        # Dates decode with the standard library's UTC, not bson's Python-level offset
+        # class: answering a page converts 200 of them to UTC, which is then a no-op.
+        tzinfo=timezone.utc,
         appname="data-ingest",
         serverSelectionTimeoutMS=settings.timeout_ms,
         connectTimeoutMS=settings.timeout_ms,

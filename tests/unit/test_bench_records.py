@@ -44,7 +44,7 @@ def test_the_gate_passes_flat_latency():
 
 
 def test_the_deep_page_cursors_a_benchmark_sends_are_ones_the_service_accepts(tmp_path):
-    bench = run.Bench(run.Plan(out=tmp_path), service=None, repository=None, secret="s" * 32)
+    bench = run.Bench(run.Plan(out=tmp_path), None, None, "s" * 32, url="http://127.0.0.1:9")
     bench.write_samples(1_000)
     samples = json.loads((tmp_path / "samples-1000.json").read_text())
     scope = PageQuery(limit=run.PAGE_LIMIT).scope()
