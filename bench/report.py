@@ -208,8 +208,8 @@ def edge_section(result: dict) -> list[str]:
 
 def tax_section(result: dict) -> list[str]:
     """The same reads through the API and through pymongo, interleaved; where the workers spend it."""
-    ways = ["http", *(["baseline"] if result.get("baseline") else [])]
-    names = {"http": "API", "baseline": f"API at `{result.get('baseline')}`"}
+    ways = ["http", *result["baselines"]]
+    names = {way: "API" if way == "http" else f"API at `{way[:7]}`" for way in ways}
     lines = ["## The service tax (`make bench-tax`)", "", machine_line(result, "tax.json"), "",
              f"{result['volume']:,} records; sequential keep-alive requests, each read sent through every "
              "way in turn; the first tenth dropped as warm-up. Tax: p50 through the API minus p50 "

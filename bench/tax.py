@@ -9,9 +9,9 @@ The tax is the difference of the medians; the ratio, HTTP over driver.
 BENCH_TAX_PROFILE=<seconds> then samples each service's workers with py-spy while one
 read repeats, for that long per read (bench/profile.py), and adds the top functions.
 
-BENCH_TAX_BASELINE=<checkout> also serves the reads from another checkout of the
-service (with its own .venv) on the same database, interleaved with the others: a
-before and after in one run.
+BENCH_TAX_BASELINE=<checkout>[,<checkout>...] also serves the reads from other
+checkouts of the service (each with its own .venv) on the same database, interleaved
+with the others: before and after in one run. Each is named by its commit.
 
     .venv/bin/python -m bench.tax        (make bench-tax)
 
@@ -43,12 +43,12 @@ def worker_settings(uri: str, database: str) -> Settings:
 
 
 def reads(volume: int, key: cursor.Keys, settle_seconds: int) -> dict:
-    """Per read: (HTTP path of request i, the repository call of request i)."""
+    """Per read named in BENCH_TAX_READS: (HTTP path of request i, the repository call of request i)."""
     depths = preload.sample_indexes(volume, 20_000, seed=volume)
     oid = lambda i: preload.record_id(depths[i % len(depths)])  # noqa: E731 (a table of small lambdas)
     horizon = feed.horizon(settle_seconds, utc_now())
     scope = PageQuery(PAGE).scope()
-    return {
+    every = {
         "by_id": (lambda i: f"/data/{oid(i)}", lambda repo, i: repo.get(str(oid(i)))),
         "first_page": (lambda i: f"/data?limit={PAGE}", lambda repo, i: list(repo.page(PageQuery(PAGE)))),
         "deep_page": (lambda i: f"/data?limit={PAGE}&cursor={cursor.encode(oid(i), scope, key)}",
@@ -56,6 +56,7 @@ def reads(volume: int, key: cursor.Keys, settle_seconds: int) -> dict:
         "feed_page": (lambda i: f"/data/feed?limit={PAGE}&after={feed.checkpoint(oid(i), None, key)}",
                       lambda repo, i: list(repo.feed(oid(i), horizon, PAGE))),
     }
+    return {name: every[name] for name in os.environ.get("BENCH_TAX_READS", ",".join(every)).split(",")}
 
 
 def measure(services: dict, settings: Settings, volume: int, key: cursor.Keys, requests: int) -> dict:
@@ -97,14 +98,15 @@ def profile_reads(service: servers.Service, reads_of: dict, seconds: int, out: P
 
 
 @contextlib.contextmanager
-def started(volume: int, baseline: str | None, secret: str, workdir: Path):
-    """Yield (server, services by name, the workers' settings) on `volume` preloaded records."""
+def started(volume: int, baselines: list[Path], secret: str, workdir: Path):
+    """Yield (server, services by name, the workers' settings) on `volume` preloaded records:
+    "http" is this checkout, each baseline is named by its commit."""
     with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
             run.scratch_database(uri) as scratch:
         services = {"http": run.make_service(workdir / "http", uri, scratch, secret)}
-        if baseline:
-            services["baseline"] = run.make_service(workdir / "baseline", uri, scratch, secret,
-                                                    source=Path(baseline).resolve())
+        for checkout in baselines:
+            services[machine.commit(checkout)] = run.make_service(
+                workdir / checkout.name, uri, scratch, secret, source=checkout)
         services["http"].init_db()  # as deployed: the indexes first, then the records
         print(f"tax: loaded {json.dumps(preload.grow(scratch.records, 0, volume))}", flush=True)
         with contextlib.ExitStack() as running:
@@ -114,23 +116,23 @@ def started(volume: int, baseline: str | None, secret: str, workdir: Path):
 
 
 def main() -> None:
-    """Load the records, start the service (and the baseline), measure, write tax.json."""
+    """Load the records, start the service (and the baselines), measure, write tax.json."""
     servers.stop_on_sigterm()
     volume = int(os.environ.get("BENCH_TAX_VOLUME", "200000"))
     requests = int(os.environ.get("BENCH_TAX_REQUESTS", "2000"))
-    baseline = os.environ.get("BENCH_TAX_BASELINE")
+    baselines = [Path(p).resolve() for p in os.environ.get("BENCH_TAX_BASELINE", "").split(",") if p]
     profile_seconds = int(os.environ.get("BENCH_TAX_PROFILE", "0"))
     raw = Path(os.environ.get("BENCH_OUT", "bench/out"))
     secret = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-tax-") as workdir, \
-            started(volume, baseline, secret, Path(workdir)) as (server, services, settings):
+            started(volume, baselines, secret, Path(workdir)) as (server, services, settings):
         keys = cursor.make_keys(secret)
         measured = measure(services, settings, volume, keys, requests)
         reads_of = reads(volume, keys, settings.feed_settle_seconds)
         profiled = profile_seconds and {name: profile_reads(service, reads_of, profile_seconds, raw / name)
                                         for name, service in services.items()}
     result = {"kind": "tax", **machine.provenance("bench-tax"), "server": server, "volume": volume,
-              "baseline": baseline and machine.commit(Path(baseline)), "reads": measured,
+              "baselines": [name for name in services if name != "http"], "reads": measured,
               "profile": profiled or None}
     out = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
     out.mkdir(parents=True, exist_ok=True)
