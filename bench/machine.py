@@ -81,11 +81,18 @@ def _measured(name: str, value: str) -> bool:
     return name.startswith(BENCH_PREFIXES) or name in SERVICE_VARIABLES
 
 
+def _checkouts(value: str) -> str:
+    """Other checkouts a benchmark serves (…_BASELINE), named by commit: a path is this machine's only."""
+    named = [(commit(Path(path)) or "unknown")[:12] for path in value.split(",") if path]
+    return ",".join(f"<checkout of {name}>" for name in named)
+
+
 def command(target: str, environ: dict | None = None) -> str:
     """`make <target>` with every override that changes what it measures, as one could retype it."""
     environ = os.environ if environ is None else environ
-    overrides = [f"{name}={shlex.quote(_shown(value))}"
-                 for name, value in sorted(environ.items()) if _measured(name, value)]
+    shown = {name: _checkouts(value) if name.endswith("_BASELINE") else _shown(value)
+             for name, value in environ.items() if _measured(name, value)}
+    overrides = [f"{name}={shlex.quote(value)}" for name, value in sorted(shown.items())]
     return " ".join([*overrides, "make", target])
 
 

@@ -185,7 +185,8 @@ def tuning_section(result: dict) -> list[str]:
         p99 = [_cell(config["open"].get(op, {}).get("p99_ms")) for op in result["ops"]]
         each = ", ".join(map(str, config.get("capacity_rps_rounds", [config["capacity_rps"]])))
         change = (config["capacity_rps"] / default - 1) * 100
-        lines.append(f"| {config['name']} | {config['capacity_rps']} | {change:+.0f} % | {each} | "
+        name = config["name"] + (f" at `{config['source'][:7]}`" if config.get("source") else "")
+        lines.append(f"| {name} | {config['capacity_rps']} | {change:+.0f} % | {each} | "
                      + " | ".join(p99) + " |")
     return [*lines, ""]
 

@@ -42,7 +42,7 @@ ALL = {
     "four-threads": Config("2 workers x 4 threads", {"GUNICORN_CMD_ARGS": THREADS + "4"}),
     "one-thread": Config("2 workers x 1 thread (sync-like)", {"GUNICORN_CMD_ARGS": THREADS + "1"}),
     "edge": Config("nginx + 2 workers x 8 threads (as deployed)", edge=True),
-    "baseline": Config("TUNE_BASELINE's service, its own defaults", baseline=True),
+    "baseline": Config("TUNE_BASELINE, its own defaults", baseline=True),
 }
 DEFAULT = "default,one-worker,three-workers,pool-2,four-threads,one-thread,edge"
 CONFIGS = {ALL[key].name: ALL[key] for key in os.environ.get("TUNE_CONFIGS", DEFAULT).split(",")}

@@ -50,3 +50,10 @@ def test_the_deep_page_cursors_a_benchmark_sends_are_ones_the_service_accepts(tm
     scope = PageQuery(limit=run.PAGE_LIMIT).scope()
     after = cursor.decode(samples["cursors"][0], scope, cursor.make_keys("s" * 32))
     assert preload.record_id(0) < after <= preload.record_id(999)
+
+
+def test_the_command_names_another_checkout_by_its_commit_not_by_its_path(tmp_path):
+    environ = {"BENCH_TAX_BASELINE": f"{machine.REPO},{tmp_path}"}
+    head = machine.commit()[:12]
+    assert machine.command("bench-tax", environ) == (
+        f"BENCH_TAX_BASELINE='<checkout of {head}>,<checkout of unknown>' make bench-tax")
