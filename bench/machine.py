@@ -61,11 +61,12 @@ def _git(checkout: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def commit(checkout: Path = REPO) -> str | None:
-    """HEAD's hash, with "-dirty" when code differs from it (results being written do not count)."""
+    """HEAD's hash, with "-dirty" when code differs from it (results and docs being written do not count)."""
     head = _git(checkout, "rev-parse", "HEAD")
     if head.returncode:
         return None
-    dirty = _git(checkout, "diff", "--quiet", "HEAD", "--", ".", ":(exclude)bench/results").returncode
+    dirty = _git(checkout, "diff", "--quiet", "HEAD", "--", ".", ":(exclude)bench/results", ":(exclude)docs",
+                 ":(exclude)*.md").returncode
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
