@@ -4,7 +4,8 @@ For each volume: bulk-load to it, probe each operation alone, then drive each op
 with open-loop load (warm-up, then BENCH_RUNS runs; medians reported) and time a keyset
 page against a `skip` page at the same depths. Each operation's arrival rate is chosen
 once, at the first volume, as half of its measured capacity, and held for every volume.
-Writes BENCH_RESULTS/volumes.json.
+Writes BENCH_RESULTS/volumes.json; with BENCH_ENGINES naming more than the single-node
+FerretDB, the same plan on each engine in turn, side by side in BENCH_RESULTS/sharded.json.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Plan:
     volumes: list[int] = field(default_factory=lambda: [
         int(v) for v in _env_list("BENCH_VOLUMES", "10000,100000,1000000,10000000")])
     ops: list[str] = field(default_factory=lambda: _env_list("BENCH_OPS", ",".join(ALL_OPS)))
+    engines: list[str] = field(default_factory=lambda: _env_list("BENCH_ENGINES", "single"))
     runs: int = int(os.environ.get("BENCH_RUNS", "3"))
     run_seconds: int = int(os.environ.get("BENCH_RUN_SECONDS", "30"))
     warmup_seconds: int = int(os.environ.get("BENCH_WARMUP_SECONDS", "10"))
@@ -226,9 +228,11 @@ def service_settings() -> dict:
 
 
 @contextlib.contextmanager
-def scratch_database(uri: str):
-    """A repository over a database of its own, dropped afterwards."""
+def scratch_database(uri: str, prepare=None):
+    """A repository over a database of its own (`prepare`d by its engine first), dropped afterwards."""
     name = f"bench_{ObjectId()}"
+    if prepare:
+        prepare(name)
     client = MongoClient(uri, tz_aware=True)
     try:
         yield RecordRepository(client[name]["records"], client[name]["records.idempotency"], 86400)
@@ -246,25 +250,28 @@ def make_service(workdir: Path, uri: str, repository: RecordRepository, secret: 
 
 
 @contextlib.contextmanager
-def session(plan: Plan, uri: str, workdir: Path):
-    """A Bench on a scratch database behind a started service."""
+def session(plan: Plan, uri: str, workdir: Path, prepare=None):
+    """A Bench on a scratch database (`prepare`d by its engine) behind a started service."""
     secret = secrets.token_hex(16)
-    with scratch_database(uri) as repository:
+    with scratch_database(uri, prepare) as repository:
         service = make_service(workdir, uri, repository, secret)
         service.init_db()
         with service:
             yield Bench(plan, service, repository, secret)
 
 
-def benchmark(plan: Plan, uri: str, workdir: Path) -> dict:
-    """Measure every volume, then bulk ingest."""
-    with session(plan, uri, workdir) as bench:
+def benchmark(plan: Plan, engine: servers.Engine, workdir: Path) -> dict:
+    """Measure every volume, then where the records are (sharded engine), then bulk ingest."""
+    with session(plan, engine.uri, workdir, engine.prepare) as bench:
         levels = []
         for volume in plan.volumes:
             levels.append(bench.level(volume))
-            print(f"bench: {volume} records: {json.dumps(_brief(levels[-1]))}", flush=True)
+            print(f"bench: {engine.server}: {volume} records: {json.dumps(_brief(levels[-1]))}", flush=True)
+        bench.forget_posts()
+        placement = engine.placement(bench.repository.records.database.name)
         bulk = bench.bulk(plan.volumes[-1])
     return {"capacity_alone_per_second": bench.capacity, "levels": levels, "bulk": bulk,
+            "records_per_shard": placement,
             "ratio_volumes": [plan.volumes[0], plan.volumes[-1]],
             "ratios_p99_last_over_first": ratios(levels)}
 
@@ -288,17 +295,32 @@ def header(plan: Plan, target: str, server: str) -> dict:
             "plan": {k: v for k, v in asdict(plan).items() if not isinstance(v, Path)}}
 
 
+def on_engine(plan: Plan, name: str) -> dict:
+    """Start an engine, run the whole plan on it, stop it."""
+    started, start_load = time.monotonic(), [round(v, 2) for v in os.getloadavg()]
+    with servers.engine(os.environ.get("MONGODB_URI"), name) as engine, \
+            tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        ready = round(time.monotonic() - started, 1)
+        measured = benchmark(plan, engine, Path(workdir))
+    return {"server": engine.server, "load_average_at_start": start_load, "install_and_start_seconds": ready,
+            "wall_seconds": round(time.monotonic() - started), **measured}
+
+
 def main() -> None:
-    """Run the whole benchmark and write its JSON result."""
+    """Run the whole benchmark on each engine in turn and write its JSON result."""
     servers.stop_on_sigterm()
     plan = Plan()
-    started, start_load = time.monotonic(), [round(v, 2) for v in os.getloadavg()]
-    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
-            tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        measured = benchmark(plan, uri, Path(workdir))
-    result = {"kind": "volumes", **header(plan, "bench", server), "load_average_at_start": start_load,
-              "wall_seconds": round(time.monotonic() - started), **measured}
-    print(f"bench: wrote {write(plan, 'volumes.json', result)} in {result['wall_seconds']} s")
+    started = time.monotonic()
+    engines = {name: on_engine(plan, name) for name in plan.engines}
+    if plan.engines == ["single"]:  # the default: the file every other tool reads
+        single = engines["single"]
+        file, result = "volumes.json", {"kind": "volumes", **header(plan, "bench", single["server"]),
+                                        **single}
+    else:
+        described = "; ".join(f"{name}: {measured['server']}" for name, measured in engines.items())
+        file, result = "sharded.json", {"kind": "engines", **header(plan, "bench", described),
+                                        "wall_seconds": round(time.monotonic() - started), "engines": engines}
+    print(f"bench: wrote {write(plan, file, result)} in {round(time.monotonic() - started)} s")
 
 
 if __name__ == "__main__":

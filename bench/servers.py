@@ -1,7 +1,9 @@
-"""The processes a benchmark drives: FerretDB (unless MONGODB_URI is given) and the service under gunicorn."""
+"""The processes a benchmark drives: FerretDB, single-node or sharded (unless MONGODB_URI is given),
+and the service under gunicorn."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -12,6 +14,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from pymongo import MongoClient
 
@@ -46,21 +49,83 @@ def server_version(uri: str) -> str:
     return f"MongoDB {info['version']} (buildInfo) at MONGODB_URI"
 
 
+class Engine(NamedTuple):
+    """A server to benchmark: its URI, what it is, and how to prepare a database on it."""
+
+    uri: str
+    server: str
+    # Called with a database's name before the service creates its indexes there.
+    prepare: Callable[[str], None] = lambda database: None
+    # A database's records per shard, {node: [rows of each of its shards]}; {} when unsharded.
+    placement: Callable[[str], dict] = lambda database: {}
+
+
+# BENCH_ENGINES names: the single-node FerretDB, or FerretDB on the Citus coordinator of
+# three PostgreSQL servers (scripts/ferretdb.sh start-sharded).
+ENGINES = {"single": ("install", "start", "PostgreSQL 15 + DocumentDB"),
+           "sharded": ("install-sharded", "start-sharded",
+                       "a Citus 12.1 coordinator and 2 workers, PostgreSQL 15 + distributed DocumentDB")}
+
+
 @contextlib.contextmanager
 def database(uri: str | None):
-    """Yield (uri, server description): the given server, or a throwaway FerretDB 2 on PostgreSQL."""
+    """Yield (uri, server description): the given server, or a throwaway single-node FerretDB 2."""
+    with engine(uri, "single") as started:
+        yield started.uri, started.server
+
+
+@contextlib.contextmanager
+def engine(uri: str | None, name: str):
+    """Yield an Engine: the server at `uri` (MongoDB), or a throwaway FerretDB 2 on the engine `name`."""
     if uri and uri.startswith("mongodb"):
-        yield uri, os.environ.get("BENCH_SERVER") or server_version(uri)
+        if name != "single":
+            raise SystemExit(f"BENCH_ENGINES={name} starts its own FerretDB: unset MONGODB_URI")
+        yield Engine(uri, os.environ.get("BENCH_SERVER") or server_version(uri))
         return
-    subprocess.run([str(FERRETDB_SCRIPT), "install"], check=True)
+    install, start, description = ENGINES[name]
+    subprocess.run([str(FERRETDB_SCRIPT), install], check=True)
     with tempfile.TemporaryDirectory(prefix="bench-ferretdb-") as workdir:
         port = free_port()
-        subprocess.run([str(FERRETDB_SCRIPT), "start", workdir, str(port)], check=True, timeout=60)
+        # Three initdb and the cluster's set-up take half a minute on a quiet machine.
+        subprocess.run([str(FERRETDB_SCRIPT), start, workdir, str(port)], check=True, timeout=600)
         try:
-            server = f"FerretDB {ferretdb_version()} (PostgreSQL 15 + DocumentDB)"
-            yield f"mongodb://127.0.0.1:{port}/", server
+            server = f"FerretDB {ferretdb_version()} ({description})"
+            uri = f"mongodb://127.0.0.1:{port}/"
+            if name == "single":
+                yield Engine(uri, server)
+            else:
+                yield Engine(uri, server, functools.partial(shard, workdir),
+                             functools.partial(placement, workdir))
         finally:
-            subprocess.run([str(FERRETDB_SCRIPT), "stop", workdir], check=False, timeout=60)
+            subprocess.run([str(FERRETDB_SCRIPT), "stop", workdir], check=False, timeout=120)
+
+
+def shard(workdir: str, database: str) -> None:
+    """Shard a database's collections on the sharded engine in `workdir`, as the service expects them."""
+    subprocess.run([str(FERRETDB_SCRIPT), "shard", workdir, database], check=True, timeout=120)
+
+
+PLACEMENT_SQL = """
+SELECT s.nodeport, r.result FROM run_command_on_shards(
+    (SELECT 'documentdb_data.documents_' || collection_id FROM documentdb_api_catalog.collections
+     WHERE database_name = :'database' AND collection_name = 'records'),
+    'SELECT count(*) FROM %s') r JOIN citus_shards s USING (shardid) ORDER BY s.nodeport, r.shardid
+"""
+
+
+def placement(workdir: str, database: str) -> dict:
+    """Records per shard of a database on the sharded engine, by node (from its coordinator)."""
+    ports = dict(line.split()[::-1] for line in Path(workdir, "ports").read_text().splitlines())
+    out = subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-h", f"{workdir}/coordinator/pg", "-p",
+         next(port for port, node in ports.items() if node == "coordinator"), "-d", "postgres",
+         "-XAtq", "-v", f"database={database}", "-f", "-"],
+        input=PLACEMENT_SQL, capture_output=True, text=True, check=True, timeout=120)
+    rows: dict[str, list[int]] = {}
+    for line in out.stdout.splitlines():
+        port, count = line.split("|")
+        rows.setdefault(ports[port], []).append(int(count))
+    return rows
 
 
 def _answers(url: str) -> bool:
