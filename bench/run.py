@@ -65,7 +65,7 @@ class Bench:
         self.plan = plan
         self.service = service
         self.repository = repository
-        self.key = cursor.make_key(secret)
+        self.key = cursor.make_keys(secret)
         self.candidates = list(plan.ops)
         self.rates: dict[str, int] = {}
         self.capacity: dict = {}
