@@ -21,13 +21,13 @@ from pathlib import Path
 from bson import ObjectId
 from pymongo import DESCENDING, MongoClient
 
-from bench import k6, machine, preload, servers
+from bench import buffers, k6, machine, preload, servers
 from service import cursor
 from service.config import Settings
 from service.repository import ID_INDEX, PageQuery, RecordRepository
 
 # Reads first: POSTs grow the collection, which must be the stated volume when it is read.
-ALL_OPS = ("by_id", "first_page", "deep_page", "post")
+ALL_OPS = ("by_id", "first_page", "deep_page", "walk", "post")
 PAGE_LIMIT = 100
 SAMPLE_SIZE = 20_000
 
@@ -54,6 +54,7 @@ class Plan:
     bulk_seconds: int = int(os.environ.get("BENCH_BULK_SECONDS", "10"))
     contrast_samples: int = int(os.environ.get("BENCH_CONTRAST_SAMPLES", "5"))
     contrast_budget_s: float = float(os.environ.get("BENCH_CONTRAST_BUDGET_S", "30"))
+    explain_samples: int = int(os.environ.get("BENCH_EXPLAIN_SAMPLES", "20"))
     out: Path = Path(os.environ.get("BENCH_OUT", "bench/out"))
     results: Path = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
 
@@ -61,10 +62,12 @@ class Plan:
 class Bench:
     """One benchmark: a server, the service in front of it, and what was measured so far."""
 
-    def __init__(self, plan: Plan, service: servers.Service, repository: RecordRepository, secret: str):
+    def __init__(self, plan: Plan, service: servers.Service, repository: RecordRepository, secret: str,
+                 postgres: buffers.Postgres | None = None):
         self.plan = plan
         self.service = service
         self.repository = repository
+        self.postgres = postgres  # the PostgreSQL under FerretDB, when the benchmark started it
         self.key = cursor.make_keys(secret)
         self.candidates = list(plan.ops)
         self.rates: dict[str, int] = {}
@@ -124,6 +127,26 @@ class Bench:
                            seconds).get(op) for n in range(1, self.plan.runs + 1)]
         return _median_of_runs(runs)
 
+    def drive_counted(self, volume: int, op: str) -> dict:
+        """drive(), with the table's heap and index blocks hit and read meanwhile, when known."""
+        if not self.postgres:
+            return self.drive(volume, op)
+        time.sleep(buffers.PGSTAT_IDLE_SECONDS)  # earlier counters flushed before the first reading
+        before = self.postgres.counters()
+        figures = self.drive(volume, op)
+        time.sleep(buffers.PGSTAT_IDLE_SECONDS)
+        return {**figures, "blocks": buffers.blocks(before, self.postgres.counters())}
+
+    def deep_reads(self, volume: int) -> dict | None:
+        """What deep pages at uniformly drawn depths read, from shared_buffers or not (bench/buffers.py)."""
+        if not self.postgres or not self.plan.explain_samples:
+            return None
+        depths = preload.sample_indexes(volume - 1, self.plan.explain_samples, seed=volume + 2)
+        commands = buffers.deep_page_commands(
+            self.service.env["MONGODB_URI"], self.repository.records.database.name, PAGE_LIMIT,
+            preload.record_id(0), [preload.record_id(i + 1) for i in depths])
+        return buffers.measure(self.postgres, commands, [volume - 1 - i for i in depths])
+
     def contrast(self, volume: int) -> dict:
         """A keyset page (the API's query) against an offset page at the same depths, in ms."""
         depths = sorted(preload.sample_indexes(volume - PAGE_LIMIT, self.plan.contrast_samples, seed=7))
@@ -160,10 +183,12 @@ class Bench:
         probed_deep = "deep_page" in self.candidates
         prepared = self.prepare(volume)
         contrast = self.contrast(volume) if probed_deep else None
+        deep_reads = self.deep_reads(volume)
         if not self.rates:
             self.choose_rates(volume)
-        ops = {op: self.drive(volume, op) for op in self.candidates}
-        return {"volume": volume, **prepared, "rates": dict(self.rates), "ops": ops, "contrast": contrast}
+        ops = {op: self.drive_counted(volume, op) for op in self.candidates}
+        return {"volume": volume, **prepared, "rates": dict(self.rates), "ops": ops, "contrast": contrast,
+                "deep_reads": deep_reads}
 
     def bulk(self, volume: int) -> dict:
         """Records per second through POST /data/batch against single POSTs, both closed-loop."""
@@ -243,19 +268,20 @@ def make_service(workdir: Path, uri: str, repository: RecordRepository, secret: 
 
 
 @contextlib.contextmanager
-def session(plan: Plan, uri: str, workdir: Path):
-    """A Bench on a scratch database behind a started service."""
+def session(plan: Plan, uri: str, workdir: Path, pg_host: str | None = None):
+    """A Bench on a scratch database behind a started service (`pg_host`: FerretDB's PostgreSQL)."""
     secret = secrets.token_hex(16)
     with scratch_database(uri) as repository:
         service = make_service(workdir, uri, repository, secret)
         service.init_db()
+        postgres = buffers.Postgres(pg_host, repository.records.database.name) if pg_host else None
         with service:
-            yield Bench(plan, service, repository, secret)
+            yield Bench(plan, service, repository, secret, postgres)
 
 
-def benchmark(plan: Plan, uri: str, workdir: Path) -> dict:
+def benchmark(plan: Plan, uri: str, workdir: Path, pg_host: str | None = None) -> dict:
     """Measure every volume, then bulk ingest."""
-    with session(plan, uri, workdir) as bench:
+    with session(plan, uri, workdir, pg_host) as bench:
         levels = []
         for volume in plan.volumes:
             levels.append(bench.level(volume))
@@ -290,12 +316,17 @@ def main() -> None:
     servers.stop_on_sigterm()
     plan = Plan()
     started, start_load = time.monotonic(), [round(v, 2) for v in os.getloadavg()]
-    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
+    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server, pg_host), \
             tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        measured = benchmark(plan, uri, Path(workdir))
+        measured = benchmark(plan, uri, Path(workdir), pg_host)
     result = {"kind": "volumes", **header(plan, "bench", server), "load_average_at_start": start_load,
               "wall_seconds": round(time.monotonic() - started), **measured}
-    print(f"bench: wrote {write(plan, 'volumes.json', result)} in {result['wall_seconds']} s")
+    print(f"bench: wrote {write(plan, result_name(plan.ops), result)} in {result['wall_seconds']} s")
+
+
+def result_name(ops: list[str]) -> str:
+    """volumes.json for every operation; a run of some only is named after them and replaces nothing else."""
+    return "volumes.json" if set(ops) == set(ALL_OPS) else f"volumes-{'-'.join(ops)}.json"
 
 
 if __name__ == "__main__":

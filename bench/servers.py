@@ -49,9 +49,10 @@ def server_version(uri: str) -> str:
 
 @contextlib.contextmanager
 def database(uri: str | None):
-    """Yield (uri, server description): the given server, or a throwaway FerretDB 2 on PostgreSQL."""
+    """Yield (uri, server description, PostgreSQL's socket directory or None): the given
+    server, or a throwaway FerretDB 2 on PostgreSQL."""
     if uri and uri.startswith("mongodb"):
-        yield uri, os.environ.get("BENCH_SERVER") or server_version(uri)
+        yield uri, os.environ.get("BENCH_SERVER") or server_version(uri), None
         return
     subprocess.run([str(FERRETDB_SCRIPT), "install"], check=True)
     with tempfile.TemporaryDirectory(prefix="bench-ferretdb-") as workdir:
@@ -59,7 +60,7 @@ def database(uri: str | None):
         subprocess.run([str(FERRETDB_SCRIPT), "start", workdir, str(port)], check=True, timeout=60)
         try:
             server = f"FerretDB {ferretdb_version()} (PostgreSQL 15 + DocumentDB)"
-            yield f"mongodb://127.0.0.1:{port}/", server
+            yield f"mongodb://127.0.0.1:{port}/", server, f"{workdir}/pg"
         finally:
             subprocess.run([str(FERRETDB_SCRIPT), "stop", workdir], check=False, timeout=60)
 

@@ -86,7 +86,7 @@ def main() -> None:
     volume = int(os.environ.get("SOAK_VOLUME", "10000"))
     # Longer than the benchmark's: the first minute after it is the baseline of the verdict.
     warmup = int(os.environ.get("SOAK_WARMUP_SECONDS", "60"))
-    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
+    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server, _), \
             tempfile.TemporaryDirectory(prefix="soak-") as workdir:
         measured = soak(plan, uri, Path(workdir), volume, seconds, warmup)
     result = {"kind": "soak", **run.header(plan, "soak", server), **measured}
