@@ -183,9 +183,18 @@ def gate_lines(result: dict, name: str) -> list[str]:
     return [*lines, "", f"Gate (`{gate}`): **{verdict}**."]
 
 
+def bulk_lines(bulk: dict | None) -> list[str]:
+    """Bulk against single ingest; a run stopped before the last volume ended has none."""
+    if not bulk:
+        return ["The run stopped before its last volume ended: no bulk ingest.", ""]
+    return [f"Bulk ingest: POST /data/batch of {bulk['batch_size']} records: "
+            f"**{bulk['batch_records_per_second']:,} records/s** vs {bulk['single_records_per_second']:,} "
+            f"records/s with single POSTs (**{bulk['speedup']}x**), both closed-loop.", ""]
+
+
 def volumes_section(result: dict, name: str = "volumes.json") -> list[str]:
     """Everything `make bench` measured; a run of some operations only is titled with them."""
-    bulk, svc, plan = result["bulk"], result["service"], result["plan"]
+    bulk, svc, plan = result.get("bulk"), result["service"], result["plan"]
     rates = result["levels"][0]["rates"]
     capacity = result["capacity_alone_per_second"]
     chosen = ", ".join(f"{op} {rates[op]}/s (capacity alone {capacity.get(op, '–')}/s)" for op in rates)
@@ -209,9 +218,7 @@ def volumes_section(result: dict, name: str = "volumes.json") -> list[str]:
         f"{plan['probe_limit_ms']:g} ms alone is not put under load at that volume or above):", "",
         *probe_table(result), "", "Keyset page vs `skip` at the same depths (pymongo, outside the API):", "",
         *contrast_table(result), "",
-        f"Bulk ingest: POST /data/batch of {bulk['batch_size']} records: "
-        f"**{bulk['batch_records_per_second']:,} records/s** vs {bulk['single_records_per_second']:,} "
-        f"records/s with single POSTs (**{bulk['speedup']}x**), both closed-loop.", "",
+        *bulk_lines(bulk),
         *(["![p50 and p99 per operation vs volume, and throughput](latency.png)", ""]
           if name == "volumes.json" else []),
     ]

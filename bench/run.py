@@ -279,16 +279,23 @@ def session(plan: Plan, uri: str, workdir: Path, pg_host: str | None = None):
             yield Bench(plan, service, repository, secret, postgres)
 
 
-def benchmark(plan: Plan, uri: str, workdir: Path, pg_host: str | None = None) -> dict:
-    """Measure every volume, then bulk ingest."""
+def benchmark(plan: Plan, uri: str, workdir: Path, pg_host: str | None = None, save=None) -> dict:
+    """Measure every volume, then bulk ingest; `save` gets what is measured after each volume."""
     with session(plan, uri, workdir, pg_host) as bench:
         levels = []
         for volume in plan.volumes:
             levels.append(bench.level(volume))
             print(f"bench: {volume} records: {json.dumps(_brief(levels[-1]))}", flush=True)
+            # A long run stopped midway keeps the volumes it measured.
+            if save:
+                save({"complete": False, **_measured(plan, bench, levels)})
         bulk = bench.bulk(plan.volumes[-1])
-    return {"capacity_alone_per_second": bench.capacity, "levels": levels, "bulk": bulk,
-            "ratio_volumes": [plan.volumes[0], plan.volumes[-1]],
+    return {"complete": True, **_measured(plan, bench, levels), "bulk": bulk}
+
+
+def _measured(plan: Plan, bench: Bench, levels: list[dict]) -> dict:
+    return {"capacity_alone_per_second": bench.capacity, "levels": levels,
+            "ratio_volumes": [plan.volumes[0], levels[-1]["volume"]],
             "ratios_p99_last_over_first": ratios(levels)}
 
 
@@ -318,10 +325,15 @@ def main() -> None:
     started, start_load = time.monotonic(), [round(v, 2) for v in os.getloadavg()]
     with servers.database(os.environ.get("MONGODB_URI")) as (uri, server, pg_host), \
             tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        measured = benchmark(plan, uri, Path(workdir), pg_host)
-    result = {"kind": "volumes", **header(plan, "bench", server), "load_average_at_start": start_load,
-              "wall_seconds": round(time.monotonic() - started), **measured}
-    print(f"bench: wrote {write(plan, result_name(plan.ops), result)} in {result['wall_seconds']} s")
+
+        def save(measured: dict) -> Path:
+            return write(plan, result_name(plan.ops),
+                         {"kind": "volumes", **header(plan, "bench", server),
+                          "load_average_at_start": start_load,
+                          "wall_seconds": round(time.monotonic() - started), **measured})
+
+        path = save(benchmark(plan, uri, Path(workdir), pg_host, save))
+    print(f"bench: wrote {path} in {round(time.monotonic() - started)} s")
 
 
 def result_name(ops: list[str]) -> str:
