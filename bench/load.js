@@ -11,7 +11,7 @@ import { check } from 'k6';
 import { SharedArray } from 'k6/data';
 
 const BASE_URL = __ENV.BASE_URL;
-const OPS = (__ENV.OPS || 'post,by_id,first_page,deep_page').split(',').filter((op) => op);
+const OPS = (__ENV.OPS || 'post,by_id,first_page,deep_page,walk').split(',').filter((op) => op);
 const DURATION = `${Number(__ENV.DURATION || 30)}s`;
 const RATE = Number(__ENV.RATE || 50);
 const VUS = Number(__ENV.VUS || 8);
@@ -51,11 +51,30 @@ export function deep_page() {
   expect(http.get(url, { ...PARAMS, tags: { op: 'deep_page' } }), 200);
 }
 
+// A walk, what a client reading the collection does: each VU asks for the page after the one
+// it read last (its next_cursor), and starts again at a random depth after WALK_PAGES pages
+// or at the end. Iterations go to whichever VU is free, so several walks advance at once.
+const WALK_PAGES = Number(__ENV.WALK_PAGES || 10);
+let walkCursor = null;
+let walkLeft = 0;
+
+export function walk() {
+  if (!walkCursor || walkLeft <= 0) {
+    walkCursor = pick(CURSORS);
+    walkLeft = WALK_PAGES;
+  }
+  const url = `${BASE_URL}/data?limit=${PAGE_LIMIT}&cursor=${walkCursor}`;
+  const response = http.get(url, { ...PARAMS, responseType: 'text', tags: { op: 'walk' } });
+  expect(response, 200);
+  walkCursor = response.status === 200 ? response.json('next_cursor') : null;
+  walkLeft -= 1;
+}
+
 export function batch() {
   expect(http.post(`${BASE_URL}/data/batch`, BATCH_BODY, { ...JSON_HEADERS, ...PARAMS, tags: { op: 'batch' } }), 201);
 }
 
-const OPERATIONS = { post, by_id, first_page, deep_page };
+const OPERATIONS = { post, by_id, first_page, deep_page, walk };
 
 export function mix() {
   OPS.forEach((op) => OPERATIONS[op]());

@@ -18,9 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen before pyp
 from bench import check  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
-OPS = ("post", "by_id", "first_page", "deep_page")
+OPS = ("post", "by_id", "first_page", "deep_page", "walk")
 LABELS = {"post": "POST /data", "by_id": "GET /data/<id>", "first_page": "GET /data (first page)",
-          "deep_page": "GET /data?cursor (deep page)"}
+          "deep_page": "GET /data?cursor (deep page)", "walk": "GET /data?cursor (walk of next_cursor)"}
+MIB = 2**20
 
 
 def load(name: str) -> dict | None:
@@ -80,7 +81,7 @@ def probe_table(result: dict) -> list[str]:
     volumes = [level["volume"] for level in result["levels"]]
     lines = ["| operation alone | " + " | ".join(f"{v:,}" for v in volumes) + " |",
              "|---|" + "---:|" * len(volumes)]
-    for op in OPS:
+    for op in [op for op in OPS if any(op in level["probe_p50_ms"] for level in result["levels"])]:
         cells = [_cell(level["probe_p50_ms"].get(op), " ms") for level in result["levels"]]
         lines.append(f"| {LABELS[op]} | " + " | ".join(cells) + " |")
     return lines
@@ -97,7 +98,79 @@ def contrast_table(result: dict) -> list[str]:
     return lines
 
 
-def gate_lines(result: dict) -> list[str]:
+def _mib(value) -> str:
+    return "–" if value is None else f"{value / MIB:,.0f} MiB"
+
+
+def _share(read: float, hit: float) -> str:
+    """Blocks read (not found in shared_buffers) over all blocks touched."""
+    return "–" if not read + hit else f"{read / (read + hit):.0%}"
+
+
+def memory_table(result: dict) -> list[str]:
+    """Per volume: the table and its indexes, their size, and how much was in memory before the queries."""
+    lines = ["| volume | relation | size | in shared_buffers | in page cache |", "|---:|---|---:|---:|---:|"]
+    for level in result["levels"]:
+        reads = level.get("deep_reads")
+        for row in reads["before"]["relations"] if reads else []:
+            name = f"index `{row['index']}`" if row["index"] else "table (heap)"
+            lines.append(f"| {level['volume']:,} | {name} | {_mib(row['bytes'])} | "
+                         f"{_mib(row['shared_buffers_bytes'])} | {_mib(row['page_cache_bytes'])} |")
+    return lines
+
+
+def deep_reads_table(result: dict) -> list[str]:
+    """Per volume: the deep page under EXPLAIN (ANALYZE, BUFFERS), first run and repeat."""
+    lines = ["| volume | run | median ms | max ms | blocks hit | blocks read | read share | heap read / hit "
+             "| index read / hit | I/O read ms |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for level in result["levels"]:
+        reads = level.get("deep_reads")
+        for run, s in (reads["summary"].items() if reads else ()):
+            lines.append(f"| {level['volume']:,} | {run} | {s['median_ms']:g} | {s['max_ms']:g} | "
+                         f"{s['shared_hit']:,} | {s['shared_read']:,} | "
+                         f"{_share(s['shared_read'], s['shared_hit'])} | "
+                         f"{s['heap_blks_read']:,} / {s['heap_blks_hit']:,} | "
+                         f"{s['idx_blks_read']:,} / {s['idx_blks_hit']:,} | {s['io_read_ms']:g} |")
+    return lines
+
+
+def load_blocks_table(result: dict) -> list[str]:
+    """Per volume and operation: the table's blocks hit and read while the operation was under load."""
+    lines = ["| volume | operation | heap read / hit | heap read share | index read / hit "
+             "| index read share |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for level in result["levels"]:
+        for op, figures in level["ops"].items():
+            b = figures.get("blocks")
+            if b:
+                lines.append(f"| {level['volume']:,} | {LABELS[op]} | {b['heap_blks_read']:,} / "
+                             f"{b['heap_blks_hit']:,} | {_share(b['heap_blks_read'], b['heap_blks_hit'])} | "
+                             f"{b['idx_blks_read']:,} / {b['idx_blks_hit']:,} | "
+                             f"{_share(b['idx_blks_read'], b['idx_blks_hit'])} |")
+    return lines
+
+
+def deep_reads_section(result: dict) -> list[str]:
+    """Where a deep page's blocks come from (bench/buffers.py), when the run could see PostgreSQL."""
+    measured = [level for level in result["levels"] if level.get("deep_reads")]
+    if not measured:
+        return []
+    first = measured[0]["deep_reads"]
+    samples = len(first["samples"])
+    settings = ", ".join(f"{name} {value}" for name, value in first["settings"].items())
+    ram = first["before"]["meminfo_kib"]["MemTotal"] * 1024
+    return [
+        "What a deep page reads (`bench/buffers.py`): the repository's deep-page find at "
+        f"{samples} uniformly drawn depths under `EXPLAIN (ANALYZE, BUFFERS)` with `track_io_timing`, "
+        "through DocumentDB's `bson_aggregation_find`, each run twice in a row (first, repeat); heap and "
+        f"index blocks from the table's counters. PostgreSQL: {settings}; RAM {_mib(ram)}.", "",
+        *deep_reads_table(result), "", "Sizes and what was in memory before those queries:", "",
+        *memory_table(result), "",
+        "The table's blocks while each operation was under load (warm-up and runs):", "",
+        *load_blocks_table(result), ""]
+
+
+def gate_lines(result: dict, name: str) -> list[str]:
     """p99 at each volume over p99 at the smallest, and the verdict of bench/check.py."""
     low = result["levels"][0]["volume"]
     lines = [f"- p99 at {volume:,} records over p99 at {low:,}: "
@@ -105,21 +178,31 @@ def gate_lines(result: dict) -> list[str]:
              for volume, by_op in check.ratios(result).items()]
     found = check.problems(result, check.MAX_RATIO, check.MAX_P99_MS)
     verdict = "failed: " + "; ".join(found) if found else "passed"
-    gate = f"python3 bench/check.py bench/results/volumes.json --max-ratio {check.MAX_RATIO:g} " \
+    gate = f"python3 bench/check.py bench/results/{name} --max-ratio {check.MAX_RATIO:g} " \
            f"--max-p99-ms {check.MAX_P99_MS:g}"
     return [*lines, "", f"Gate (`{gate}`): **{verdict}**."]
 
 
-def volumes_section(result: dict) -> list[str]:
-    """Everything `make bench` measured."""
-    bulk, svc, plan = result["bulk"], result["service"], result["plan"]
+def bulk_lines(bulk: dict | None) -> list[str]:
+    """Bulk against single ingest; a run stopped before the last volume ended has none."""
+    if not bulk:
+        return ["The run stopped before its last volume ended: no bulk ingest.", ""]
+    return [f"Bulk ingest: POST /data/batch of {bulk['batch_size']} records: "
+            f"**{bulk['batch_records_per_second']:,} records/s** vs {bulk['single_records_per_second']:,} "
+            f"records/s with single POSTs (**{bulk['speedup']}x**), both closed-loop.", ""]
+
+
+def volumes_section(result: dict, name: str = "volumes.json") -> list[str]:
+    """Everything `make bench` measured; a run of some operations only is titled with them."""
+    bulk, svc, plan = result.get("bulk"), result["service"], result["plan"]
     rates = result["levels"][0]["rates"]
     capacity = result["capacity_alone_per_second"]
     chosen = ", ".join(f"{op} {rates[op]}/s (capacity alone {capacity.get(op, '–')}/s)" for op in rates)
     preload = ", ".join(f"{lv['preload']['added']:,} in {lv['preload']['seconds']} s"
                         for lv in result["levels"])
     return [
-        "## Latency vs volume (`make bench`)", "", machine_line(result, "volumes.json"), "",
+        "## Latency vs volume (`make bench`)" if name == "volumes.json" else
+        f"## Latency vs volume, {', '.join(plan['ops'])} only (`{name}`)", "", machine_line(result, name), "",
         f"Service: gunicorn {svc['worker_class']}, {svc['web_concurrency']} workers of "
         f"{svc['worker_connections']} connections, "
         f"pool {svc['mongodb_max_pool_size']}, write concern {svc['mongodb_write_concern']}, "
@@ -130,15 +213,14 @@ def volumes_section(result: dict) -> list[str]:
         f"{plan['run_seconds']} s; medians of the runs. Preload (insert_many): {preload}. "
         f"Whole run: {result['wall_seconds']} s.", "",
         *volume_table(result), "",
-        *gate_lines(result), "",
+        *gate_lines(result, name), "", *deep_reads_section(result),
         "Each operation alone, one request at a time (median; an operation slower than "
         f"{plan['probe_limit_ms']:g} ms alone is not put under load at that volume or above):", "",
         *probe_table(result), "", "Keyset page vs `skip` at the same depths (pymongo, outside the API):", "",
         *contrast_table(result), "",
-        f"Bulk ingest: POST /data/batch of {bulk['batch_size']} records: "
-        f"**{bulk['batch_records_per_second']:,} records/s** vs {bulk['single_records_per_second']:,} "
-        f"records/s with single POSTs (**{bulk['speedup']}x**), both closed-loop.", "",
-        "![p50 and p99 per operation vs volume, and throughput](latency.png)", "",
+        *bulk_lines(bulk),
+        *(["![p50 and p99 per operation vs volume, and throughput](latency.png)", ""]
+          if name == "volumes.json" else []),
     ]
 
 
@@ -327,6 +409,8 @@ def main() -> None:
         result = load(name)
         if result:
             sections += render(result)
+    for path in sorted(RESULTS.glob("volumes-*.json")):
+        sections += volumes_section(load(path.name), path.name)
     volumes = load("volumes.json")
     if volumes:
         chart(volumes, RESULTS / "latency.png")

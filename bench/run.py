@@ -22,13 +22,15 @@ from pathlib import Path
 from bson import ObjectId
 from pymongo import DESCENDING, MongoClient
 
-from bench import k6, machine, preload, servers
+from bench import buffers, k6, machine, preload, servers
 from service import cursor
 from service.config import Settings
 from service.repository import ID_INDEX, PageQuery, RecordRepository
 
 # Reads first: POSTs grow the collection, which must be the stated volume when it is read.
-ALL_OPS = ("by_id", "first_page", "deep_page", "post")
+ALL_OPS = ("by_id", "first_page", "deep_page", "walk", "post")
+# A walk sends the deep page's request, so with it the walk runs at its rate: their latencies compare.
+SAME_REQUEST = {"walk": "deep_page"}
 PAGE_LIMIT = 100
 SAMPLE_SIZE = 20_000
 
@@ -56,6 +58,7 @@ class Plan:
     bulk_seconds: int = int(os.environ.get("BENCH_BULK_SECONDS", "10"))
     contrast_samples: int = int(os.environ.get("BENCH_CONTRAST_SAMPLES", "5"))
     contrast_budget_s: float = float(os.environ.get("BENCH_CONTRAST_BUDGET_S", "30"))
+    explain_samples: int = int(os.environ.get("BENCH_EXPLAIN_SAMPLES", "20"))
     out: Path = Path(os.environ.get("BENCH_OUT", "bench/out"))
     results: Path = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
 
@@ -64,11 +67,12 @@ class Bench:
     """One benchmark: a server, the service in front of it, and what was measured so far."""
 
     def __init__(self, plan: Plan, service: servers.Service | None, repository: RecordRepository, secret: str,
-                 url: str | None = None):
+                 url: str | None = None, postgres: buffers.Postgres | None = None):
         self.plan = plan
         self.service = service
         self.url = url or service.url  # where k6 sends requests: the service, or nginx in front of it
         self.repository = repository
+        self.postgres = postgres  # the PostgreSQL under FerretDB, when the benchmark started it
         self.key = cursor.make_keys(secret)
         self.candidates = list(plan.ops)
         self.rates: dict[str, int] = {}
@@ -110,7 +114,10 @@ class Bench:
 
     def choose_rates(self, volume: int) -> None:
         """Per operation, half of its capacity alone (or BENCH_RATE); kept for every volume."""
-        for op in self.candidates:
+        for op in sorted(self.candidates, key=lambda op: op in SAME_REQUEST):
+            if SAME_REQUEST.get(op) in self.rates:
+                self.rates[op] = self.rates[SAME_REQUEST[op]]
+                continue
             alone = self.mix_capacity(volume, [op])
             self.capacity[op] = round(alone, 1)
             self.rates[op] = self.plan.rate or max(1, int(alone / 2))
@@ -127,6 +134,26 @@ class Bench:
         runs = [k6.figures(self.k6(f"run{n}-{op}", volume, mode="open", ops=op, rate=rate, duration=seconds),
                            seconds).get(op) for n in range(1, self.plan.runs + 1)]
         return _median_of_runs(runs)
+
+    def drive_counted(self, volume: int, op: str) -> dict:
+        """drive(), with the table's heap and index blocks hit and read meanwhile, when known."""
+        if not self.postgres:
+            return self.drive(volume, op)
+        time.sleep(buffers.PGSTAT_IDLE_SECONDS)  # earlier counters flushed before the first reading
+        before = self.postgres.counters()
+        figures = self.drive(volume, op)
+        time.sleep(buffers.PGSTAT_IDLE_SECONDS)
+        return {**figures, "blocks": buffers.blocks(before, self.postgres.counters())}
+
+    def deep_reads(self, volume: int) -> dict | None:
+        """What deep pages at uniformly drawn depths read, from shared_buffers or not (bench/buffers.py)."""
+        if not self.postgres or not self.plan.explain_samples:
+            return None
+        depths = preload.sample_indexes(volume - 1, self.plan.explain_samples, seed=volume + 2)
+        commands = buffers.deep_page_commands(
+            self.service.env["MONGODB_URI"], self.repository.records.database.name, PAGE_LIMIT,
+            preload.record_id(0), [preload.record_id(i + 1) for i in depths])
+        return buffers.measure(self.postgres, commands, [volume - 1 - i for i in depths])
 
     def contrast(self, volume: int) -> dict:
         """A keyset page (the API's query) against an offset page at the same depths, in ms."""
@@ -164,10 +191,12 @@ class Bench:
         probed_deep = "deep_page" in self.candidates
         prepared = self.prepare(volume)
         contrast = self.contrast(volume) if probed_deep else None
+        deep_reads = self.deep_reads(volume)
         if not self.rates:
             self.choose_rates(volume)
-        ops = {op: self.drive(volume, op) for op in self.candidates}
-        return {"volume": volume, **prepared, "rates": dict(self.rates), "ops": ops, "contrast": contrast}
+        ops = {op: self.drive_counted(volume, op) for op in self.candidates}
+        return {"volume": volume, **prepared, "rates": dict(self.rates), "ops": ops, "contrast": contrast,
+                "deep_reads": deep_reads}
 
     def bulk(self, volume: int) -> dict:
         """Records per second through POST /data/batch against single POSTs, both closed-loop."""
@@ -250,29 +279,38 @@ def make_service(workdir: Path, uri: str, repository: RecordRepository, secret: 
 
 
 @contextlib.contextmanager
-def session(plan: Plan, uri: str, workdir: Path, prepare=None):
-    """A Bench on a scratch database (`prepare`d by its engine) behind a started service."""
+def session(plan: Plan, uri: str, workdir: Path, prepare=None, pg_host: str | None = None):
+    """A Bench on a scratch database (`prepare`d by its engine) behind a started service
+    (`pg_host`: FerretDB's PostgreSQL)."""
     secret = secrets.token_hex(16)
     with scratch_database(uri, prepare) as repository:
         service = make_service(workdir, uri, repository, secret)
         service.init_db()
+        postgres = buffers.Postgres(pg_host, repository.records.database.name) if pg_host else None
         with service:
-            yield Bench(plan, service, repository, secret)
+            yield Bench(plan, service, repository, secret, postgres)
 
 
-def benchmark(plan: Plan, engine: servers.Engine, workdir: Path) -> dict:
-    """Measure every volume, then where the records are (sharded engine), then bulk ingest."""
-    with session(plan, engine.uri, workdir, engine.prepare) as bench:
+def benchmark(plan: Plan, engine: servers.Engine, workdir: Path, save=None) -> dict:
+    """Measure every volume, then where the records are (sharded engine), then bulk ingest;
+    `save` gets what is measured after each volume."""
+    with session(plan, engine.uri, workdir, engine.prepare, engine.pg_host) as bench:
         levels = []
         for volume in plan.volumes:
             levels.append(bench.level(volume))
             print(f"bench: {engine.server}: {volume} records: {json.dumps(_brief(levels[-1]))}", flush=True)
+            # A long run stopped midway keeps the volumes it measured.
+            if save:
+                save({"complete": False, **_measured(plan, bench, levels)})
         bench.forget_posts()
         placement = engine.placement(bench.repository.records.database.name)
         bulk = bench.bulk(plan.volumes[-1])
-    return {"capacity_alone_per_second": bench.capacity, "levels": levels, "bulk": bulk,
-            "records_per_shard": placement,
-            "ratio_volumes": [plan.volumes[0], plan.volumes[-1]],
+    return {"complete": True, **_measured(plan, bench, levels), "bulk": bulk, "records_per_shard": placement}
+
+
+def _measured(plan: Plan, bench: Bench, levels: list[dict]) -> dict:
+    return {"capacity_alone_per_second": bench.capacity, "levels": levels,
+            "ratio_volumes": [plan.volumes[0], levels[-1]["volume"]],
             "ratios_p99_last_over_first": ratios(levels)}
 
 
@@ -295,15 +333,20 @@ def header(plan: Plan, target: str, server: str) -> dict:
             "plan": {k: v for k, v in asdict(plan).items() if not isinstance(v, Path)}}
 
 
-def on_engine(plan: Plan, name: str) -> dict:
-    """Start an engine, run the whole plan on it, stop it."""
+def on_engine(plan: Plan, name: str, save=None) -> dict:
+    """Start an engine, run the whole plan on it (`save` gets each volume's partial result), stop it."""
     started, start_load = time.monotonic(), [round(v, 2) for v in os.getloadavg()]
     with servers.engine(os.environ.get("MONGODB_URI"), name) as engine, \
             tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         ready = round(time.monotonic() - started, 1)
-        measured = benchmark(plan, engine, Path(workdir))
-    return {"server": engine.server, "load_average_at_start": start_load, "install_and_start_seconds": ready,
-            "wall_seconds": round(time.monotonic() - started), **measured}
+
+        def described(measured: dict) -> dict:
+            return {"server": engine.server, "load_average_at_start": start_load,
+                    "install_and_start_seconds": ready, "wall_seconds": round(time.monotonic() - started),
+                    **measured}
+
+        partial = save and (lambda part: save(described(part)))
+        return described(benchmark(plan, engine, Path(workdir), partial))
 
 
 def main() -> None:
@@ -311,16 +354,26 @@ def main() -> None:
     servers.stop_on_sigterm()
     plan = Plan()
     started = time.monotonic()
-    engines = {name: on_engine(plan, name) for name in plan.engines}
     if plan.engines == ["single"]:  # the default: the file every other tool reads
-        single = engines["single"]
-        file, result = "volumes.json", {"kind": "volumes", **header(plan, "bench", single["server"]),
-                                        **single}
+        name = result_name(plan.ops)
+
+        def save(measured: dict) -> Path:
+            return write(plan, name, {"kind": "volumes", **header(plan, "bench", measured["server"]),
+                                      **measured})
+
+        path = save(on_engine(plan, "single", save))
     else:
+        engines = {name: on_engine(plan, name) for name in plan.engines}
         described = "; ".join(f"{name}: {measured['server']}" for name, measured in engines.items())
-        file, result = "sharded.json", {"kind": "engines", **header(plan, "bench", described),
-                                        "wall_seconds": round(time.monotonic() - started), "engines": engines}
-    print(f"bench: wrote {write(plan, file, result)} in {round(time.monotonic() - started)} s")
+        path = write(plan, "sharded.json", {"kind": "engines", **header(plan, "bench", described),
+                                            "wall_seconds": round(time.monotonic() - started),
+                                            "engines": engines})
+    print(f"bench: wrote {path} in {round(time.monotonic() - started)} s")
+
+
+def result_name(ops: list[str]) -> str:
+    """volumes.json for every operation; a run of some only is named after them and replaces nothing else."""
+    return "volumes.json" if set(ops) == set(ALL_OPS) else f"volumes-{'-'.join(ops)}.json"
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ class Engine(NamedTuple):
     prepare: Callable[[str], None] = lambda database: None
     # A database's records per shard, {node: [rows of each of its shards]}; {} when unsharded.
     placement: Callable[[str], dict] = lambda database: {}
+    # The socket directory of the single-node PostgreSQL under FerretDB, for bench/buffers.py.
+    pg_host: str | None = None
 
 
 # BENCH_ENGINES names: the single-node FerretDB, or FerretDB on the Citus coordinator of
@@ -69,9 +71,10 @@ ENGINES = {"single": ("install", "start", "PostgreSQL 15 + DocumentDB"),
 
 @contextlib.contextmanager
 def database(uri: str | None):
-    """Yield (uri, server description): the given server, or a throwaway single-node FerretDB 2."""
+    """Yield (uri, server description, PostgreSQL's socket directory or None): the given
+    server, or a throwaway single-node FerretDB 2."""
     with engine(uri, "single") as started:
-        yield started.uri, started.server
+        yield started.uri, started.server, started.pg_host
 
 
 @contextlib.contextmanager
@@ -92,7 +95,7 @@ def engine(uri: str | None, name: str):
             server = f"FerretDB {ferretdb_version()} ({description})"
             uri = f"mongodb://127.0.0.1:{port}/"
             if name == "single":
-                yield Engine(uri, server)
+                yield Engine(uri, server, pg_host=f"{workdir}/pg")
             else:
                 yield Engine(uri, server, functools.partial(shard, workdir),
                              functools.partial(placement, workdir))

@@ -30,7 +30,7 @@ def main() -> None:
     servers.stop_on_sigterm()
     plan = run.Plan()
     results = []
-    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
+    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server, _), \
             tempfile.TemporaryDirectory(prefix="slow-") as workdir:
         for n, (name, env) in enumerate(configs(uri).items()):
             service = servers.Service(Path(workdir) / str(n), env)

@@ -20,11 +20,13 @@ MINUTE = 60
 
 
 def sample_rss(service: servers.Service, stop: threading.Event, every: float = 5.0) -> list:
-    """(seconds since start, RSS KiB of all workers) every `every` seconds until `stop` is set."""
-    samples: list[tuple[float, int]] = []
+    """(seconds since start, RSS KiB of all workers, the machine's 1-minute load average) every
+    `every` seconds until `stop` is set: other work on the machine moves p99 too, and says so here."""
+    samples: list[tuple[float, int, float]] = []
     start = time.monotonic()
     while not stop.is_set():
-        samples.append((round(time.monotonic() - start, 1), service.worker_rss_kib()))
+        load = round(os.getloadavg()[0], 2)
+        samples.append((round(time.monotonic() - start, 1), service.worker_rss_kib(), load))
         stop.wait(every)
     return samples
 
@@ -43,10 +45,10 @@ def minutes(path: Path, warmup: int) -> dict:
     return by_op
 
 
-def verdict(per_minute: dict, rss: list[tuple[float, int]], warmup: int) -> dict:
+def verdict(per_minute: dict, rss: list[tuple], warmup: int) -> dict:
     """Last-minute p99 over first-minute p99 per operation, and RSS growth after warm-up."""
     ratios = {op: round(series[-1] / series[0], 2) for op, series in per_minute.items() if len(series) > 1}
-    settled = [kib for second, kib in rss if second >= warmup] or [kib for _, kib in rss]
+    settled = [kib for second, kib, *_ in rss if second >= warmup] or [kib for _, kib, *_ in rss]
     growth = round((settled[-1] - settled[0]) / settled[0] * 100, 1) if settled and settled[0] else None
     return {"p99_last_over_first_minute": ratios, "rss_kib_after_warmup": settled[0] if settled else None,
             "rss_kib_end": settled[-1] if settled else None, "rss_growth_percent": growth}
@@ -86,7 +88,7 @@ def main() -> None:
     volume = int(os.environ.get("SOAK_VOLUME", "10000"))
     # Longer than the benchmark's: the first minute after it is the baseline of the verdict.
     warmup = int(os.environ.get("SOAK_WARMUP_SECONDS", "60"))
-    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
+    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server, _), \
             tempfile.TemporaryDirectory(prefix="soak-") as workdir:
         measured = soak(plan, uri, Path(workdir), volume, seconds, warmup)
     result = {"kind": "soak", **run.header(plan, "soak", server), **measured}

@@ -101,7 +101,7 @@ def profile_reads(service: servers.Service, reads_of: dict, seconds: int, out: P
 def started(volume: int, baselines: list[Path], secret: str, workdir: Path):
     """Yield (server, services by name, the workers' settings) on `volume` preloaded records:
     "http" is this checkout, each baseline is named by its commit."""
-    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
+    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server, _), \
             run.scratch_database(uri) as scratch:
         services = {"http": run.make_service(workdir / "http", uri, scratch, secret)}
         for checkout in baselines:

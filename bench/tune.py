@@ -119,7 +119,7 @@ def main() -> None:
     volume = int(os.environ.get("TUNE_VOLUME", "10000"))
     seconds = int(os.environ.get("TUNE_SECONDS", "15"))
     rounds = int(os.environ.get("TUNE_ROUNDS", "3"))
-    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server), \
+    with servers.database(os.environ.get("MONGODB_URI")) as (uri, server, _), \
             tempfile.TemporaryDirectory(prefix="tune-") as workdir:
         measured = tune(plan, uri, Path(workdir), volume, seconds, rounds)
     result = {"kind": "tuning", **run.header(plan, "bench-tune", server), **measured}

@@ -110,18 +110,28 @@ _DRIVER_FIELDS = {"$db", "lsid", "$clusterTime", "$readPreference", "txnNumber",
                   "batchSize", "maxTimeMS", "readConcern", "comment"}
 
 
-def postgres_plan(pg_host: str, command: dict) -> dict:
-    """PostgreSQL's EXPLAIN (ANALYZE) of a find command, as FerretDB 2 would run it."""
+def find_sql(command: dict, options: str = "ANALYZE") -> str:
+    """EXPLAIN (`options`, FORMAT JSON) of a find command, as FerretDB 2 would run it."""
     database = command["$db"]
     spec = {k: v for k, v in command.items() if k not in _DRIVER_FIELDS}
     literal = json_util.dumps(spec, json_options=json_util.CANONICAL_JSON_OPTIONS).replace("'", "''")
-    sql = ("EXPLAIN (ANALYZE, FORMAT JSON) SELECT document FROM "
-           f"documentdb_api_catalog.bson_aggregation_find('{database}', '{literal}')")
+    return (f"EXPLAIN ({options}, FORMAT JSON) SELECT document FROM "
+            f"documentdb_api_catalog.bson_aggregation_find('{database}', '{literal}')")
+
+
+def psql(pg_host: str, *commands: str, timeout: float = 60) -> str:
+    """What one psql session prints for `commands` (each SQL or one backslash command), unaligned."""
+    arguments = [argument for command in commands for argument in ("-c", command)]
+    out = subprocess.run(["psql", "-h", pg_host, "-U", "postgres", "-d", "postgres", "-XAtq", *arguments],
+                         capture_output=True, text=True, check=True, timeout=timeout)
+    return out.stdout
+
+
+def postgres_plan(pg_host: str, command: dict) -> dict:
+    """PostgreSQL's EXPLAIN (ANALYZE) of a find command, as FerretDB 2 would run it."""
     # Citus shows one task's plan unless told to show all; elsewhere this is an unused placeholder.
-    out = subprocess.run(["psql", "-h", pg_host, "-U", "postgres", "-d", "postgres", "-XAtq",
-                          "-c", "SET citus.explain_all_tasks = on", "-c", sql],
-                         capture_output=True, text=True, check=True, timeout=60)
-    return json.loads(out.stdout)[0]["Plan"]
+    out = psql(pg_host, "SET citus.explain_all_tasks = on", find_sql(command))
+    return json.loads(out)[0]["Plan"]
 
 
 def citus_job(plan: dict) -> dict | None:

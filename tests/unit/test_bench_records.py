@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from bench import check, machine, preload, run
+from bench import buffers, check, machine, preload, run
 from service import cursor
 from service.repository import PageQuery
 
@@ -57,3 +57,25 @@ def test_the_command_names_another_checkout_by_its_commit_not_by_its_path(tmp_pa
     head = machine.commit()[:12]
     assert machine.command("bench-tax", environ) == (
         f"BENCH_TAX_BASELINE='<checkout of {head}>,<checkout of unknown>' make bench-tax")
+
+
+def test_a_run_of_some_operations_keeps_the_headline_result():
+    assert run.result_name(list(run.ALL_OPS)) == "volumes.json"
+    assert run.result_name(["deep_page", "walk"]) == "volumes-deep_page-walk.json"
+
+
+def test_the_explained_find_is_the_repositorys_with_only_the_cursor_changed():
+    command = {"find": "records", "filter": {"_id": {"$lt": 1}, "source": 1}, "sort": {"_id": -1}}
+    expected = {"find": "records", "filter": {"_id": {"$lt": 7}, "source": 7}, "sort": {"_id": -1}}
+    assert buffers._replaced(command, 1, 7) == expected
+
+
+def test_an_explain_gives_buffers_and_rows_read_of_its_scans():
+    scan = {"Node Type": "Index Scan", "Index Name": "_id_-1", "Actual Rows": 101, "Actual Loops": 1}
+    plan = {"Node Type": "Limit", "Plans": [scan], "Shared Hit Blocks": 5, "Shared Read Blocks": 16,
+            "I/O Read Time": 0.5, "Temp Read Blocks": 0, "Temp Written Blocks": 0}
+    assert buffers.figures({"Plan": plan, "Execution Time": 1.5}) == {
+        "ms": 1.5, "shared_hit": 5, "shared_read": 16, "io_read_ms": 0.5, "temp_blocks": 0,
+        "rows_read": 101, "scans": ["_id_-1"]}
+    before = dict.fromkeys(buffers.COUNTERS, 10)
+    assert buffers.blocks(before, dict.fromkeys(buffers.COUNTERS, 12)) == dict.fromkeys(buffers.COUNTERS, 2)
