@@ -288,7 +288,7 @@ def session(plan: Plan, uri: str, workdir: Path, prepare=None, pg_host: str | No
         service.init_db()
         postgres = buffers.Postgres(pg_host, repository.records.database.name) if pg_host else None
         with service:
-            yield Bench(plan, service, repository, secret, postgres)
+            yield Bench(plan, service, repository, secret, postgres=postgres)
 
 
 def benchmark(plan: Plan, engine: servers.Engine, workdir: Path, save=None) -> dict:
