@@ -353,7 +353,7 @@ start_etcd() {
         --advertise-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
         --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
         --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-        --initial-cluster="node=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls=
+        --initial-cluster="node=http://127.0.0.1:$ETCD_PEER_PORT"
     wait_for "$dir" etcd etcd curl -fsS "http://127.0.0.1:$ETCD_CLIENT_PORT/health"
 }
 
@@ -452,15 +452,15 @@ YAML
 }
 
 apply_addons() {
-    local dir="$1" manifest
+    local dir="$1" manifest deployment
     for manifest in coredns metrics-server; do
         kubectl_admin "$dir" apply -f "$CACHE/manifests/$manifest.yaml" >/dev/null
     done
     sed "s|@STORAGE@|$dir/storage|" "$CACHE/manifests/local-path-storage.yaml" | kubectl_admin "$dir" apply -f - >/dev/null
-    kubectl_admin "$dir" -n kube-system rollout status deployment/coredns deployment/metrics-server \
-        --timeout="${START_TIMEOUT_S}s" >/dev/null
-    kubectl_admin "$dir" -n local-path-storage rollout status deployment/local-path-provisioner \
-        --timeout="${START_TIMEOUT_S}s" >/dev/null
+    for deployment in kube-system/coredns kube-system/metrics-server local-path-storage/local-path-provisioner; do
+        kubectl_admin "$dir" -n "${deployment%/*}" rollout status "deployment/${deployment#*/}" \
+            --timeout="${START_TIMEOUT_S}s" >/dev/null
+    done
     kubectl_admin "$dir" wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io \
         --timeout="${START_TIMEOUT_S}s" >/dev/null
 }
