@@ -230,7 +230,7 @@ make_pki() {
     ca "$dir" front-proxy-ca
     cert "$dir" apiserver ca /CN=kube-apiserver \
         "IP:$NODE_IP,IP:$API_SERVICE_IP,IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-    cert "$dir" apiserver-kubelet-client ca "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client"
+    cert "$dir" apiserver-kubelet-client ca /CN=kube-apiserver-kubelet-client
     cert "$dir" front-proxy-client front-proxy-ca /CN=front-proxy-client
     # The kubelet's serving certificate, signed by the cluster CA: metrics-server verifies it.
     cert "$dir" kubelet-serving ca "/CN=$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
@@ -370,7 +370,8 @@ start_apiserver() {
         --requestheader-client-ca-file="$pki/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
         --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
         --requestheader-extra-headers-prefix=X-Remote-Extra- --proxy-client-cert-file="$pki/front-proxy-client.crt" \
-        --proxy-client-key-file="$pki/front-proxy-client.key" --enable-aggregator-routing=true
+        --proxy-client-key-file="$pki/front-proxy-client.key" --enable-aggregator-routing=true \
+        --kubelet-preferred-address-types=InternalIP
     wait_for "$dir" kube-apiserver "the API server" kubectl_admin "$dir" get --raw /readyz
 }
 
@@ -418,7 +419,8 @@ import_images() {
     ctr --address "$1/containerd/containerd.sock" --namespace k8s.io images import "$2" >/dev/null
 }
 
-# kube-router's rights: read what NetworkPolicies select, nothing else.
+# The API server's rights on the kubelet (logs, exec), as kubeadm grants them; kube-router's:
+# read what NetworkPolicies select, nothing else.
 apply_rbac() {
     kubectl_admin "$1" apply -f - >/dev/null <<'YAML'
 apiVersion: rbac.authorization.k8s.io/v1
@@ -448,6 +450,19 @@ subjects:
   - apiGroup: rbac.authorization.k8s.io
     kind: User
     name: kube-router
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kube-apiserver-kubelet-client
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: system:kubelet-api-admin
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: kube-apiserver-kubelet-client
 YAML
 }
 

@@ -85,13 +85,18 @@ def test_an_eviction_beyond_the_disruption_budget_is_refused(base_url):
     assert missing == []
 
 
+# Tries for 20 s: a new pod's address reaches the policy enforcer's sets a moment after it starts.
 PROBE = """
-import socket, sys, urllib.request
-try:
-    status = urllib.request.urlopen(sys.argv[1], timeout=5).status
-except OSError as exc:
-    sys.exit(f"no answer: {exc}")
-print(status)
+import sys, time, urllib.request
+for attempt in range(20):
+    try:
+        print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+        break
+    except OSError as exc:
+        error = exc
+        time.sleep(1)
+else:
+    sys.exit(f"no answer in 20 attempts: {error}")
 """
 
 
@@ -157,17 +162,18 @@ def test_the_api_pod_reaches_only_dns_and_the_database():
 
 
 def test_a_stopping_pod_drains_the_requests_it_holds(base_url):
-    """Deleted with its grace period: preStop, then nginx's and gunicorn's graceful stops. A slow
-    upload sent straight to the pod before the delete finishes after the edge's stop signal."""
+    """Deleted with its grace period: preStop, then nginx's and gunicorn's graceful stops. Slow
+    uploads sent straight to the terminating pod finish after the edge's stop signal."""
     victim = ready_pods()[0]
     name, pod_ip = victim["metadata"]["name"], victim["status"]["podIP"]
     grace_s = victim["spec"]["terminationGracePeriodSeconds"]
     with Load(base_url) as load, Hammer(f"http://{pod_ip}:{EDGE_PORT}", load.source, threads=2) as direct:
-        slow = [SlowPost(EDGE_PORT, {"source": load.source, "payload": {"slow": n}}, host=pod_ip)
-                for n in range(3)]
         started = time.monotonic()
         kubectl("delete", "pod", name, "--wait=false")
-        time.sleep(12)  # past the edge's preStop (10 s): nginx has had its stop signal
+        time.sleep(5)  # the pod is terminating; its edge still accepts until its preStop ends (10 s)
+        slow = [SlowPost(EDGE_PORT, {"source": load.source, "payload": {"slow": n}}, host=pod_ip)
+                for n in range(3)]
+        time.sleep(7)  # past the edge's stop signal, within nginx's 10 s between two body reads
         slow_results = [request.finish() for request in slow]
         gone = harness.wait_until(lambda: name not in pod_names(), grace_s + 30, 1)
         stopped_s = time.monotonic() - started
