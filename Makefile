@@ -11,10 +11,10 @@ PORT   ?= 8000
 include bench/bench.mk
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run init-db test unit lint lint-python test-integration test-sharded test-container test-install bench soak lock clean
+.PHONY: help venv run init-db test unit lint lint-python test-integration test-sharded test-container test-k8s test-install bench soak lock clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 # Installs replay the hashed locks (scripts/install-lock.sh): no version is chosen at
 # install time. Each stamp is newer than its lock only after a successful install, so
@@ -57,6 +57,9 @@ test-sharded: venv ## the integration suite and the sharding gates on sharded Do
 
 test-container: venv ## build the image and run it as compose does: init-db, black-box suite, image checks
 	scripts/test-container.sh
+
+test-k8s: venv ## the deployment on Kubernetes, disturbed: a single-node cluster built here, or kubectl's (K8S_IMAGE set)
+	scripts/test-k8s.sh
 
 # Every hashed lock, each compiled from the .in file beside it; the runtime lock first,
 # since the dev lock is constrained by it.

@@ -10,7 +10,8 @@
 #   scripts/ferretdb.sh stop DIR                  stop every server started on DIR
 #   scripts/ferretdb.sh kill DIR                  crash them all at once (SIGKILL): recovery is the next start's job
 #
-# The connection string for a started server is mongodb://127.0.0.1:PORT/
+# The connection string for a started server is mongodb://127.0.0.1:PORT/ (FERRETDB_HOST=ADDRESS
+# makes FerretDB listen on another local address instead, e.g. one that pods can reach).
 # FerretDB has no shardCollection command: `shard` does it in SQL on the coordinator
 # (docs/deployment.md, "Sharding on DocumentDB").
 # The extension's sources are the archives in DOCUMENTDB_VENDOR_DIR (default ../shared/vendor,
@@ -36,6 +37,7 @@ readonly STAMP="/usr/share/postgresql/$PG_MAJOR/extension/documentdb.build-finge
 readonly PG_USER=postgres
 readonly START_TIMEOUT_S="${FERRETDB_START_TIMEOUT_S:-60}"
 readonly STOP_TIMEOUT_S=20
+readonly LISTEN_HOST="${FERRETDB_HOST:-127.0.0.1}"
 readonly APT_PACKAGES=(
     "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR" build-essential cmake pkg-config
     "postgresql-$PG_MAJOR-postgis-3" "postgresql-$PG_MAJOR-rum" libintelrdfpmath-dev libpcre2-dev libkrb5-dev systemtap-sdt-dev libicu-dev
@@ -233,7 +235,7 @@ pid_alive() {
 postmaster_pid() { [[ -f "$1/pg/postmaster.pid" ]] && head -n 1 "$1/pg/postmaster.pid"; }
 ferretdb_pid() { [[ -f "$1/ferretdb.pid" ]] && cat "$1/ferretdb.pid"; }
 
-port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_answers() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
 # A cluster in DIR/pg with the extension's settings and the libraries it preloads.
 init_cluster() {
@@ -275,17 +277,17 @@ start_postgres() {
 start_ferretdb() {
     local dir="$1" port="$2" url="${3:-postgres://$PG_USER@/postgres?host=$1/pg}" pid
     "$FERRETDB" --postgresql-url="$url" \
-        --listen-addr="127.0.0.1:$port" --debug-addr=- --telemetry=disable --no-auth \
+        --listen-addr="$LISTEN_HOST:$port" --debug-addr=- --telemetry=disable --no-auth \
         --state-dir="$dir" </dev/null >>"$dir/ferretdb.log" 2>&1 &
     pid=$!
     echo "$pid" >"$dir/ferretdb.pid"
     local deadline=$((SECONDS + START_TIMEOUT_S))
-    until port_answers "$port"; do
+    until port_answers "$port" "$LISTEN_HOST"; do
         if ! pid_alive "$pid"; then
             tail -n 20 "$dir/ferretdb.log" >&2
             die "FerretDB exited during start-up (log: $dir/ferretdb.log)"
         fi
-        ((SECONDS < deadline)) || die "FerretDB did not answer on 127.0.0.1:$port within ${START_TIMEOUT_S}s"
+        ((SECONDS < deadline)) || die "FerretDB did not answer on $LISTEN_HOST:$port within ${START_TIMEOUT_S}s"
         sleep 0.1
     done
 }
@@ -298,7 +300,7 @@ check_start() {
     chmod a+x "$dir"  # PostgreSQL runs as its own user and keeps its data below DIR
     as_pg test -x "$dir" || die "$dir must be reachable by the $PG_USER user (every parent needs o+x)"
     pid=$(ferretdb_pid "$dir") && pid_alive "$pid" && die "a FerretDB is already running on $dir (pid $pid)"
-    port_answers "$port" && die "port $port on 127.0.0.1 is already in use"
+    port_answers "$port" "$LISTEN_HOST" && die "port $port on $LISTEN_HOST is already in use"
     return 0
 }
 

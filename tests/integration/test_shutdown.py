@@ -21,9 +21,9 @@ SLOW_REQUESTS = 6
 class SlowPost:
     """A POST whose body arrives in two halves, so it is in flight while the server stops."""
 
-    def __init__(self, port: int, body: dict):
+    def __init__(self, port: int, body: dict, host: str = "127.0.0.1"):
         self.raw = json.dumps(body).encode()
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.connection = http.client.HTTPConnection(host, port, timeout=30)
         self.connection.putrequest("POST", "/data")
         self.connection.putheader("Content-Type", "application/json")
         self.connection.putheader("Content-Length", str(len(self.raw)))
