@@ -77,7 +77,7 @@ def fit_page(documents: Iterable[dict], limit: int, budget: int) -> Page:
     Records are taken and encoded one at a time and the rest of `documents` is left
     unread (a walk is closed), so a page of large records stops reading at its budget.
     A page holds at least one record, so a walk always advances (one record is at most
-    about PAGE_MAX_BYTES, far below any allowed budget).
+    about PAYLOAD_MAX_BYTES, far below any allowed budget).
     """
     page, size = Page(), 0
     walk = iter(documents)
