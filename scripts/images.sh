@@ -53,22 +53,36 @@ host_mirror() {
     grep -m1 "/$suffix/\{0,1\}\$" <<<"${uris// /$'\n'}" || echo "$fallback"
 }
 
+# Stand-in bases are kept per machine: making one takes minutes and changes only with the
+# Debian archive. Each is keyed by what goes into it and remade once it is a week old, so
+# security updates reach it within a week.
+readonly BASE_CACHE_DIR=${BASE_CACHE_DIR:-/var/cache/data-ingest-images}
+readonly BASE_CACHE_DAYS=7
+
 # debian_image IMAGE PACKAGES [--change ...]: a Debian 12 minbase with PACKAGES, made here
-# with mmdebstrap from the host's mirror and imported as IMAGE.
+# with mmdebstrap from the host's mirror (or taken from the cache) and imported as IMAGE.
 debian_image() {
-    local image=$1 packages=$2 main security
+    local image=$1 packages=$2 main security tarball
     shift 2
     main=${DEBIAN_MIRROR:-$(host_mirror debian http://deb.debian.org/debian)}
     security=$(host_mirror debian-security http://deb.debian.org/debian-security)
-    scripts/install-tools.sh mmdebstrap
-    say "making $image (Debian 12 minbase with $packages) with mmdebstrap from $main"
-    as_root mmdebstrap --quiet --variant=minbase --include="$packages" \
-        bookworm "$WORK/base.tar" \
-        "deb $main bookworm main" "deb $main bookworm-updates main" "deb $security bookworm-security main"
+    tarball="$BASE_CACHE_DIR/bookworm-minbase-$(printf '%s\n' "$packages" "$main" "$security" |
+        sha256sum | cut -c1-16).tar"
+    if [[ -n "$(find "$tarball" -mtime -"$BASE_CACHE_DAYS" 2>/dev/null)" ]]; then
+        say "making $image from $tarball (made $(date -r "$tarball" -u +%FT%TZ), kept for $BASE_CACHE_DAYS days)"
+    else
+        scripts/install-tools.sh mmdebstrap
+        say "making $image (Debian 12 minbase with $packages) with mmdebstrap from $main, kept in $tarball"
+        as_root mkdir -p "$BASE_CACHE_DIR"
+        # Made beside its place and renamed: a run stopped midway leaves no half tarball to reuse.
+        as_root mmdebstrap --quiet --variant=minbase --include="$packages" \
+            bookworm "$tarball.$RUN_ID" \
+            "deb $main bookworm main" "deb $main bookworm-updates main" "deb $security bookworm-security main"
+        as_root mv -f "$tarball.$RUN_ID" "$tarball"
+    fi
     engine import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' "$@" \
-        "$WORK/base.tar" "$image" >/dev/null
+        "$tarball" "$image" >/dev/null
     REMOVE_IMAGES+=("$image")
-    rm -f "$WORK/base.tar"
 }
 
 make_local_base() {

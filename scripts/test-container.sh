@@ -12,12 +12,14 @@
 #   5. scripts/integration.sh with CONTAINER_IMAGE set: FerretDB (unless MONGODB_URI is
 #      set), `init-db` run from the image, the black-box suite against the container, and
 #      the image checks of tests/integration/test_container.py;
-#   6. every container and image made here is deleted, whatever happened.
+#   6. every container and image made here is deleted, whatever happened; the stand-in
+#      bases' tarballs stay in /var/cache/data-ingest-images for a week (scripts/images.sh).
 #
 # Environment: TEST_ENGINE=docker|podman forces an engine; CONTAINER_BUILD_CA=FILE
 # lends a CA bundle to the build's pip (default: the host pip's own PIP_CERT,
 # REQUESTS_CA_BUNDLE or `cert` setting, e.g. behind a TLS-intercepting proxy); never
-# part of the image. DEBIAN_MIRROR overrides the host's apt mirror for the local base.
+# part of the image. DEBIAN_MIRROR overrides the host's apt mirror for the local base;
+# BASE_CACHE_DIR, where its tarballs are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
