@@ -37,9 +37,7 @@ def compare(direct, edge, path_of, requests: int) -> dict:
     """p50/p99 of both paths, interleaved, and the edge's cost at each."""
     times = paired.interleave({"direct": lambda i: paired.get(direct, path_of(i)),
                                "edge": lambda i: paired.get(edge, path_of(i))}, requests)
-    row = {"requests": len(times["direct"])}
-    for way, samples in times.items():
-        row[f"{way}_p50_ms"], row[f"{way}_p99_ms"] = paired.p50_p99(samples)
+    row = paired.summarize(times)
     for name in ("p50", "p99"):
         row[f"cost_{name}_ms"] = round(row[f"edge_{name}_ms"] - row[f"direct_{name}_ms"], 3)
     return row

@@ -30,6 +30,14 @@ def interleave(ways: dict[str, Callable[[int], object]], requests: int) -> dict[
     return {name: samples[requests // 10:] for name, samples in times.items()}
 
 
+def summarize(times: dict[str, list[float]]) -> dict:
+    """The requests per way and each way's `<way>_p50_ms` and `<way>_p99_ms`."""
+    row = {"requests": len(next(iter(times.values())))}
+    for way, samples in times.items():
+        row[f"{way}_p50_ms"], row[f"{way}_p99_ms"] = p50_p99(samples)
+    return row
+
+
 def p50_p99(samples: list[float]) -> tuple[float, float]:
     """Nearest-rank p50 and p99 in ms, rounded to microseconds."""
     return round(percentile(samples, 0.5), 3), round(percentile(samples, 0.99), 3)

@@ -359,6 +359,13 @@ def tax_section(result: dict) -> list[str]:
                  f"{row[f'{w}_ratio_p50']:g}x" for w in ways]
         driver = f"{row['driver_p50_ms']:g} / {row['driver_p99_ms']:g}"
         lines.append(f"| {read} | {row['requests']:,} | {driver} | " + " | ".join(cells) + " |")
+    if "floor" in result:
+        row = result["floor"]
+        healthz = ", ".join(f"{names[w]} `/healthz` {row[f'{w}_healthz_p50_ms']:g} / "
+                            f"{row[f'{w}_healthz_p99_ms']:g} ms" for w in ways)
+        lines += ["", "The floor, p50 / p99 of a request that reads nothing: gunicorn alone "
+                      f"(`bench/floor.py`, the same settings) {row['gunicorn_p50_ms']:g} / "
+                      f"{row['gunicorn_p99_ms']:g} ms; {healthz}."]
     for way, profiles in (result.get("profile") or {}).items():
         for read, found in profiles.items():
             parts = ", ".join(f"{part} {share:g}%" for part, share in found["parts_percent"].items())

@@ -271,11 +271,12 @@ def scratch_database(uri: str, prepare=None):
 
 
 def make_service(workdir: Path, uri: str, repository: RecordRepository, secret: str,
-                 env: dict | None = None, source: Path = servers.REPO) -> servers.Service:
+                 env: dict | None = None, source: Path = servers.REPO,
+                 app: str = "service:create_app()") -> servers.Service:
     """The service (run from the `source` checkout) in front of the repository's database;
-    `env` overrides its settings."""
+    `env` overrides its settings; `app`, another WSGI app under the same gunicorn settings."""
     return servers.Service(workdir, {"MONGODB_URI": uri, "MONGODB_DATABASE": repository.records.database.name,
-                                     "CURSOR_SECRET": secret, **(env or {})}, source)
+                                     "CURSOR_SECRET": secret, **(env or {})}, source, app)
 
 
 @contextlib.contextmanager

@@ -146,8 +146,10 @@ class Service:
     commit's, to compare two versions of the service in one run.
     """
 
-    def __init__(self, workdir: Path, env: dict[str, str], source: Path = REPO):
+    def __init__(self, workdir: Path, env: dict[str, str], source: Path = REPO,
+                 app: str = "service:create_app()"):
         self.source = source
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "gunicorn.log"
@@ -169,7 +171,7 @@ class Service:
 
     def start(self, timeout: float = 30) -> "Service":
         """Start gunicorn and wait until /healthz answers."""
-        command = [str(self.source / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "service:create_app()"]
+        command = [str(self.source / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", self.app]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=self.source, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -6,6 +6,10 @@ and through the service's own repository (the same filter, sort, limit and hint,
 same driver settings), interleaved one by one, on BENCH_TAX_VOLUME preloaded records.
 The tax is the difference of the medians; the ratio, HTTP over driver.
 
+The floor under the tax is measured in the same run: each service's /healthz (Flask and
+the service's hooks, no database) and a WSGI app that answers at once under the same
+gunicorn settings (bench/floor.py), interleaved.
+
 BENCH_TAX_PROFILE=<seconds> then samples each service's workers with py-spy while one
 read repeats, for that long per read (bench/profile.py), and adds the top functions.
 
@@ -59,6 +63,25 @@ def reads(volume: int, key: cursor.Keys, settle_seconds: int) -> dict:
     return {name: every[name] for name in os.environ.get("BENCH_TAX_READS", ",".join(every)).split(",")}
 
 
+def say(what: str, row: dict, ways) -> dict:
+    """Print p50/p99 of each way in `row`; return `row`."""
+    times = ", ".join(f"{way} {row[f'{way}_p50_ms']}/{row[f'{way}_p99_ms']} ms" for way in ways)
+    print(f"tax: {what}: {times}", flush=True)
+    return row
+
+
+def floor(services: dict, gunicorn: servers.Service, requests: int) -> dict:
+    """p50/p99 of a request that reads nothing: gunicorn alone (bench/floor.py) and each
+    service's /healthz, interleaved."""
+    targets = {"gunicorn": (gunicorn.port, "/"),
+               **{f"{name}_healthz": (service.port, "/healthz") for name, service in services.items()}}
+    ways = {}
+    for way, (port, path) in targets.items():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        ways[way] = lambda i, c=connection, p=path: paired.get(c, p)
+    return say("floor", paired.summarize(paired.interleave(ways, requests)), ways)
+
+
 def measure(services: dict, settings: Settings, volume: int, key: cursor.Keys, requests: int) -> dict:
     """Each read through every service and through the driver, interleaved; p50/p99, ratio, tax."""
     repo = make_repository(make_client(settings), settings)
@@ -69,16 +92,11 @@ def measure(services: dict, settings: Settings, volume: int, key: cursor.Keys, r
         ways = {name: (lambda i, c=connection: paired.get(c, path_of(i)))
                 for name, connection in connections.items()}
         ways["driver"] = lambda i: call(repo, i)
-        times = paired.interleave(ways, requests)
-        row = {"requests": len(times["driver"])}
-        for way, samples in times.items():
-            row[f"{way}_p50_ms"], row[f"{way}_p99_ms"] = paired.p50_p99(samples)
+        row = paired.summarize(paired.interleave(ways, requests))
         for name in services:
             row[f"{name}_tax_p50_ms"] = round(row[f"{name}_p50_ms"] - row["driver_p50_ms"], 3)
             row[f"{name}_ratio_p50"] = round(row[f"{name}_p50_ms"] / row["driver_p50_ms"], 2)
-        results[read] = row
-        print(f"tax: {read}: " + ", ".join(f"{way} {row[f'{way}_p50_ms']}/{row[f'{way}_p99_ms']} ms"
-                                           for way in times), flush=True)
+        results[read] = say(read, row, ways)
     return results
 
 
@@ -99,20 +117,21 @@ def profile_reads(service: servers.Service, reads_of: dict, seconds: int, out: P
 
 @contextlib.contextmanager
 def started(volume: int, baselines: list[Path], secret: str, workdir: Path):
-    """Yield (server, services by name, the workers' settings) on `volume` preloaded records:
-    "http" is this checkout, each baseline is named by its commit."""
+    """Yield (server, services by name, the floor's gunicorn, the workers' settings) on `volume`
+    preloaded records: "http" is this checkout, each baseline is named by its commit."""
     with servers.database(os.environ.get("MONGODB_URI")) as (uri, server, _), \
             run.scratch_database(uri) as scratch:
         services = {"http": run.make_service(workdir / "http", uri, scratch, secret)}
         for checkout in baselines:
             services[machine.commit(checkout)] = run.make_service(
                 workdir / checkout.name, uri, scratch, secret, source=checkout)
+        gunicorn = run.make_service(workdir / "floor", uri, scratch, secret, app="bench.floor:app")
         services["http"].init_db()  # as deployed: the indexes first, then the records
         print(f"tax: loaded {json.dumps(preload.grow(scratch.records, 0, volume))}", flush=True)
         with contextlib.ExitStack() as running:
-            for service in services.values():
+            for service in [*services.values(), gunicorn]:
                 running.enter_context(service)
-            yield server, services, worker_settings(uri, scratch.records.database.name)
+            yield server, services, gunicorn, worker_settings(uri, scratch.records.database.name)
 
 
 def main() -> None:
@@ -125,14 +144,15 @@ def main() -> None:
     raw = Path(os.environ.get("BENCH_OUT", "bench/out"))
     secret = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="bench-tax-") as workdir, \
-            started(volume, baselines, secret, Path(workdir)) as (server, services, settings):
+            started(volume, baselines, secret, Path(workdir)) as (server, services, gunicorn, settings):
         keys = cursor.make_keys(secret)
+        floored = floor(services, gunicorn, requests)
         measured = measure(services, settings, volume, keys, requests)
         reads_of = reads(volume, keys, settings.feed_settle_seconds)
         profiled = profile_seconds and {name: profile_reads(service, reads_of, profile_seconds, raw / name)
                                         for name, service in services.items()}
     result = {"kind": "tax", **machine.provenance("bench-tax"), "server": server, "volume": volume,
-              "baselines": [name for name in services if name != "http"], "reads": measured,
+              "baselines": [name for name in services if name != "http"], "floor": floored, "reads": measured,
               "profile": profiled or None}
     out = Path(os.environ.get("BENCH_RESULTS", "bench/results"))
     out.mkdir(parents=True, exist_ok=True)
