@@ -75,7 +75,7 @@ debian_image() {
         say "making $image (Debian 12 minbase with $packages) with mmdebstrap from $main, kept in $tarball"
         as_root mkdir -p "$BASE_CACHE_DIR"
         # Made beside its place and renamed: a run stopped midway leaves no half tarball to reuse.
-        as_root mmdebstrap --quiet --variant=minbase --include="$packages" \
+        as_root mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
             bookworm "$tarball.$RUN_ID" \
             "deb $main bookworm main" "deb $main bookworm-updates main" "deb $security bookworm-security main"
         as_root mv -f "$tarball.$RUN_ID" "$tarball"
