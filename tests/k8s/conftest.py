@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from tests.integration.conftest import pytest_terminal_summary  # noqa: F401 (prints the figures)
+# The suite's markers (test_shutdown's helpers are imported with theirs) and its figures.
+from tests.integration.conftest import pytest_configure, pytest_terminal_summary  # noqa: F401
 
 NO_CLUSTER = ("needs the deployment on a cluster and BASE_URL pointing at its Service: "
               "`make test-k8s` (this machine's single-node cluster, and cd.yml's kind job) sets both")
