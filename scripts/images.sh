@@ -77,7 +77,8 @@ debian_image() {
         # Made beside its place and renamed: a run stopped midway leaves no half tarball to reuse.
         as_root mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" \
             bookworm "$tarball.$RUN_ID" \
-            "deb $main bookworm main" "deb $main bookworm-updates main" "deb $security bookworm-security main"
+            "deb $main bookworm main" "deb $main bookworm-updates main" "deb $security bookworm-security main" ||
+            { as_root rm -rf "$tarball.$RUN_ID"; die "mmdebstrap could not make $image from $main"; }
         as_root mv -f "$tarball.$RUN_ID" "$tarball"
     fi
     engine import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' "$@" \
@@ -123,7 +124,7 @@ choose_base() {
     make_local_base
     BUILD_OPTIONS+=(--build-arg "BASE_IMAGE=$LOCAL_BASE"
         --label "org.opencontainers.image.base.name=debian:bookworm (mmdebstrap, made by make test-container)")
-    BASE_USED="$LOCAL_BASE: Debian 12 minbase made here, Python 3.11, in ${BASE_SECONDS}s (NOT the pinned $PINNED_BASE)"
+    BASE_USED="$LOCAL_BASE: Debian 12 minbase made here (or this week's cached one), Python 3.11, in ${BASE_SECONDS}s (NOT the pinned $PINNED_BASE)"
 }
 
 # A CA bundle the host's pip trusts (a TLS-intercepting proxy), mounted into the build's
